@@ -1,0 +1,5 @@
+"""``python -m airpack``."""
+
+from airpack.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""Low-level file helpers shared by every stage: atomic writes and the portable-path rules."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+# Portable file names (POSIX portable filename set plus '+' and '@', which model repos use): no shell
+# metacharacters, no backslashes or newlines (which GNU sha256sum would escape), nothing a FAT/NTFS/exFAT
+# medium rejects.
+_COMPONENT = re.compile(r"^[A-Za-z0-9_+@][A-Za-z0-9._+@=-]*$")
+MAX_PATH_BYTES = 1024
+
+
+def path_problem(rel: str) -> str | None:
+    """Why ``rel`` is not a safe, portable, relative bundle path, or None when it is."""
+    if not rel:
+        return "empty path"
+    if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+        return "absolute path"
+    if len(rel.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        return "path too long"
+    parts = rel.split("/")
+    if any(p in ("..", ".") for p in parts):
+        return "'..' or '.' component"
+    if any(not p for p in parts):
+        return "empty path component"
+    for part in parts:
+        if not _COMPONENT.match(part):
+            return f"non-portable name {part!r} (allowed: A-Z a-z 0-9 . _ - + @ =)"
+    return None
+
+
+def casefold_collisions(paths: list[str]) -> list[tuple[str, str]]:
+    """Pairs of paths that differ only by case: they collide on case-insensitive media (exFAT, NTFS)."""
+    seen: dict[str, str] = {}
+    out = []
+    for p in paths:
+        key = p.casefold()
+        if key in seen and seen[key] != p:
+            out.append((seen[key], p))
+        seen.setdefault(key, p)
+    return out
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (best effort on filesystems that refuse it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
+    """Write to a temporary file beside ``path`` and rename it into place only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            Path(tmp).unlink()
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically (readers see the old or the new file, never a mix)."""
+    with atomic_writer(path, mode) as fh:
+        fh.write(data)

@@ -1,0 +1,50 @@
+"""``airpack inspect``: what a bundle says it is. This reads ``airpack.json`` without verifying it, and says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from airpack.errors import UsageError
+from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, Manifest
+
+
+def describe_bundle(bundle: Path) -> dict[str, Any]:
+    """A summary of the bundle's manifest: name, version, model, files by kind, images, deploy files."""
+    path = bundle / MANIFEST
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_MANIFEST_BYTES + 1)
+        manifest = Manifest.from_json(data)
+    except FileNotFoundError:
+        raise UsageError(f"{bundle}: no {MANIFEST}; not an airpack bundle") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: unreadable bundle manifest: {exc}") from None
+    kinds: dict[str, dict[str, int]] = {}
+    for e in manifest.files:
+        k = kinds.setdefault(e.kind, {"files": 0, "bytes": 0})
+        k["files"] += 1
+        k["bytes"] += e.size
+    model = manifest.lock.get("model", {})
+    return {
+        "verified": False,
+        "name": manifest.name,
+        "version": manifest.version,
+        "created": manifest.created,
+        "airpackVersion": manifest.airpack_version,
+        "formatVersion": manifest.format_version,
+        "signed": (bundle / SIGNATURE).exists(),
+        "hasChecksums": (bundle / SUMS).exists(),
+        "model": {k: model.get(k) for k in ("source", "path", "repo", "revision", "commit", "quant")
+                  if model.get(k) is not None} | {"files": [
+                      {"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in model.get("files", [])],
+                      "excluded": model.get("excluded", [])},
+        "runtime": manifest.spec.get("runtime"),
+        "target": manifest.spec.get("target", {}),
+        "images": list(manifest.images),
+        "deploy": list(manifest.deploy),
+        "plan": manifest.plan,
+        "checks": list(manifest.checks),
+        "kinds": kinds,
+        "totalBytes": sum(e.size for e in manifest.files),
+    }

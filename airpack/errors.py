@@ -1,0 +1,95 @@
+"""The one error hierarchy. Every error carries a message written for the user and its exit code.
+
+Exit codes (documented in the README, mapped to the process exit status in ``cli.py`` alone):
+0 ok, 1 operational error, 2 usage or bad spec/lock, 3 verification failed, 4 health check failed.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_VERIFY = 3
+EXIT_HEALTH = 4
+
+
+class AirpackError(Exception):
+    """Base class: ``str(err)`` is one line that says what went wrong, where, and what to do next."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(AirpackError):
+    """Bad command-line input that the CLI framework cannot catch (e.g. a missing file)."""
+
+    exit_code = EXIT_USAGE
+
+
+class SpecError(AirpackError):
+    """The spec (``airpack.yaml``) is invalid: the message names the key path."""
+
+    exit_code = EXIT_USAGE
+
+
+class LockError(AirpackError):
+    """The lock is missing, malformed or no longer matches the spec or its sources."""
+
+    exit_code = EXIT_USAGE
+
+
+class SourceError(AirpackError):
+    """A model or image source cannot give what the spec asks for (missing repo, revision, file)."""
+
+    exit_code = EXIT_USAGE
+
+
+class CompatibilityError(AirpackError):
+    """The locked model will not fit or run on the declared target (planner checks)."""
+
+    exit_code = EXIT_USAGE
+
+
+class FetchError(AirpackError):
+    """Fetching bytes failed or the bytes did not match what was locked."""
+
+
+class BuildError(AirpackError):
+    """Writing the bundle failed."""
+
+
+class KeyFileError(AirpackError):
+    """A signing or verification key cannot be read or used."""
+
+    exit_code = EXIT_USAGE
+
+
+class SignError(AirpackError):
+    """Signing refused: the bundle is not internally consistent or the key is unusable."""
+
+
+class VerificationError(AirpackError):
+    """The bundle is not what was signed. ``problems`` lists every problem found, not just the first."""
+
+    exit_code = EXIT_VERIFY
+
+    def __init__(self, message: str, *, problems: tuple[object, ...] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems
+
+
+class InstallError(AirpackError):
+    """Installing on the host failed before the service could be started."""
+
+
+class HealthError(AirpackError):
+    """The service did not become healthy or failed its smoke test."""
+
+    exit_code = EXIT_HEALTH

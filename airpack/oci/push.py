@@ -1,0 +1,164 @@
+"""Push images from an OCI layout into an internal registry (distribution, Harbor), byte for byte.
+
+Repository paths keep their source path under an optional prefix (``reg:5000/mirror`` +
+``library/busybox`` → ``reg:5000/mirror/library/busybox``); tags and manifest digests are kept. Blobs the
+registry already has are skipped (HEAD); blobs pushed to another repository in the same run are mounted;
+large blobs go in chunks (``PATCH`` with ``Content-Range``), and an interrupted chunk is resumed from the
+offset the registry reports (``GET`` on the upload URL), not from zero.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from airpack.errors import FetchError, UsageError
+from airpack.lock import LockedImage
+from airpack.oci.auth import RegistryOptions
+from airpack.oci.layout import OciLayout
+from airpack.oci.manifest import Descriptor
+from airpack.oci.reference import parse_reference
+from airpack.oci.registry import RegistryClient, check_status
+
+Progress = Callable[[int], None]
+DEFAULT_CHUNK = 64 * 1024 * 1024
+
+
+class _Slice(io.RawIOBase):
+    """``length`` bytes of an open file from ``start``: a seekable request body of known length."""
+
+    def __init__(self, fh: Any, start: int, length: int) -> None:
+        self._fh, self._start, self._len, self._pos = fh, start, length, 0
+
+    def __len__(self) -> int:
+        return self._len - self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._len - self._pos
+        n = left if size is None or size < 0 else min(size, left)
+        self._fh.seek(self._start + self._pos)
+        data: bytes = self._fh.read(n)
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = pos if whence == 0 else self._pos + pos if whence == 1 else self._len + pos
+        return self._pos
+
+
+def split_target(registry: str) -> tuple[str, str]:
+    host, _, prefix = registry.strip("/").partition("/")
+    if not host or " " in registry:
+        raise UsageError(f"registry {registry!r}: expected HOST[:PORT][/PREFIX]")
+    return host, prefix
+
+
+def push_layout(
+    layout_dir: Path, images: list[LockedImage], registry: str, *, options: RegistryOptions | None = None,
+    chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None, retries: int = 3,
+) -> list[str]:
+    """Push ``images`` from the layout; returns ``host/prefix/repo@sha256:…`` for each, in order."""
+    host, prefix = split_target(registry)
+    layout = OciLayout(layout_dir)
+    out: list[str] = []
+    pushed: dict[str, str] = {}  # blob digest -> a repository that has it (for cross-repo mounts)
+    with RegistryClient(host, options) as client:
+        for locked in images:
+            found = layout.find(locked)
+            src = parse_reference(locked.ref)
+            repo = f"{prefix}/{src.repository}" if prefix else src.repository
+            for blob in {b.digest: b for b in found.manifest.blobs}.values():
+                _push_blob(client, layout, repo, blob, pushed, chunk_size, progress, retries)
+                pushed.setdefault(blob.digest, repo)
+            reference = locked.tag or found.descriptor.digest
+            resp = client.request("PUT", f"/v2/{repo}/manifests/{reference}", repo=repo, actions="pull,push",
+                                  headers={"Content-Type": found.descriptor.media_type}, body=found.raw)
+            check_status(resp, (201, 200), f"{host}/{repo}:{reference}: manifest upload")
+            got = resp.headers.get("Docker-Content-Digest")
+            if got and got != found.descriptor.digest:
+                raise FetchError(f"{host}/{repo}: registry stored manifest {got}, not {found.descriptor.digest}",
+                                 hint="the registry rewrote the manifest; it cannot keep signed digests")
+            out.append(f"{host}/{repo}@{found.descriptor.digest}")
+    return out
+
+
+def _push_blob(client: RegistryClient, layout: OciLayout, repo: str, blob: Descriptor, pushed: dict[str, str],
+               chunk_size: int, progress: Progress | None, retries: int) -> None:
+    if client.blob_exists(repo, blob.digest, actions="pull,push"):
+        return
+    params = {"mount": blob.digest, "from": pushed[blob.digest]} if blob.digest in pushed else None
+    resp = client.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo, actions="pull,push", params=params)
+    if resp.status_code == 201:
+        return  # mounted
+    check_status(resp, (202,), f"{client.registry}/{repo}: starting upload of {blob.digest}")
+    location = client.absolute(resp.headers["Location"])
+    path = layout.blob_path(blob.digest)
+    where = f"{client.registry}/{repo} blob {blob.digest}"
+    with path.open("rb") as fh:
+        if blob.size <= chunk_size:
+            resp = client.request("PUT", "", url=location, params={"digest": blob.digest}, repo=repo,
+                                  actions="pull,push", body=_Slice(fh, 0, blob.size),
+                                  headers={"Content-Type": "application/octet-stream"})
+            check_status(resp, (201,), f"{where}: upload")
+            if progress:
+                progress(blob.size)
+            return
+        location = _patch_chunks(client, repo, fh, blob, location, chunk_size, progress, retries, where)
+    resp = client.request("PUT", "", url=location, params={"digest": blob.digest}, repo=repo,
+                          actions="pull,push", body=b"", headers={"Content-Length": "0"})
+    check_status(resp, (201,), f"{where}: completing upload")
+
+
+def _patch_chunks(client: RegistryClient, repo: str, fh: Any, blob: Descriptor, location: str, chunk_size: int,
+                  progress: Progress | None, retries: int, where: str) -> str:
+    offset, failures = 0, 0
+    while offset < blob.size:
+        end = min(offset + chunk_size, blob.size)
+        try:
+            resp = client.request("PATCH", "", url=location, repo=repo, actions="pull,push",
+                                  body=_Slice(fh, offset, end - offset),
+                                  headers={"Content-Type": "application/octet-stream",
+                                           "Content-Range": f"{offset}-{end - 1}"})
+            check_status(resp, (202,), f"{where}: chunk {offset}-{end - 1}")
+        except FetchError as exc:
+            failures += 1
+            if failures > retries:
+                raise FetchError(f"{where}: upload failed at byte {offset} ({exc.message})") from None
+            time.sleep(min(0.5 * failures, 2.0))
+            location, offset = _upload_status(client, repo, location, where)
+            continue
+        location = client.absolute(resp.headers.get("Location", location))
+        if progress:
+            progress(end - offset)
+        offset = _range_end(resp.headers.get("Range"), end)
+    return location
+
+
+def _range_end(header: str | None, default: int) -> int:
+    """The next offset from a ``Range: 0-N`` upload-status header (inclusive end).
+
+    distribution answers ``0-0`` for an empty upload as well as for one byte; chunks are never one byte,
+    so ``0-0`` means nothing was stored.
+    """
+    if not header:
+        return default
+    _, _, last = header.rpartition("-")
+    if not last.isdigit():
+        return default
+    return int(last) + 1 if int(last) else 0
+
+
+def _upload_status(client: RegistryClient, repo: str, location: str, where: str) -> tuple[str, int]:
+    """Ask the registry how much of the upload it holds (resume point)."""
+    resp = client.request("GET", "", url=location, repo=repo, actions="pull,push")
+    check_status(resp, (204,), f"{where}: upload status")
+    return client.absolute(resp.headers.get("Location", location)), _range_end(resp.headers.get("Range"), 0)

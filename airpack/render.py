@@ -1,0 +1,365 @@
+"""Render deployment files in two stages: build-time from the lock, install-time from host parameters.
+
+Stage 1 (``airpack build``) renders ``templates/`` with a :class:`DeployContext` into the bundle's ``deploy/``
+directory. Template syntax for stage 1 is ``[[ expr ]]`` / ``[% stmt %]``, so the ``{{ host.* }}`` and
+``{% if host.* %}`` parts pass through untouched: the signed deploy files are templates over host parameters only.
+Stage 2 (``airpack install``) renders those files with a :class:`HostParams`. Both stages run in a Jinja sandbox
+with ``StrictUndefined``; values from the spec are quoted for the file format and cannot open a stage-2 tag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import jinja2
+import yaml
+from jinja2 import meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from airpack._fs import path_problem
+from airpack.errors import BuildError, SpecError
+from airpack.profiles import RuntimeProfile, view
+from airpack.profiles.launch import CustomEngine
+
+TARGETS = ("compose", "kubernetes", "systemd")
+HOST_PARAMS = ("prefix", "port", "bind", "gpus", "registry", "api_key_file", "network")
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+@=-]*$")
+_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+_IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+_LOCAL_TAG = re.compile(r"^airpack\.local/[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def templates_dir() -> Path:
+    """Where the templates are: ``airpack/templates`` when installed, ``<checkout>/templates`` in a source tree."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "compose.yaml.j2").is_file():
+            return candidate
+    raise BuildError("deploy templates not found", hint=f"looked in {here / 'templates'} and {here.parent}")
+
+
+@dataclass(frozen=True)
+class HostParams:
+    """What only the target host knows. Checked when built, so stage 2 can paste the values verbatim."""
+
+    prefix: str
+    port: int
+    bind: str = "127.0.0.1"
+    gpus: int = 0
+    registry: str | None = None  # internal registry prefix for Kubernetes images
+    api_key_file: str | None = None  # host file holding the API key (Kubernetes: put it in a Secret)
+    network: str = "bridge"  # "host": the engine binds bind:port itself (Compose/systemd)
+
+    def __post_init__(self) -> None:
+        for key in ("prefix", "api_key_file"):
+            value = getattr(self, key)
+            if value is not None and (not _SAFE_PATH.match(value) or "/../" in f"{value}/"):
+                raise SpecError(f"host.{key}: {value!r} is not an absolute path of portable characters")
+        if not isinstance(self.port, int) or isinstance(self.port, bool) or not 1 <= self.port <= 65535:
+            raise SpecError(f"host.port: {self.port!r} is not a port number (1-65535)")
+        if not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or not 0 <= self.gpus <= 64:
+            raise SpecError(f"host.gpus: {self.gpus!r} is not a GPU count (0-64)")
+        try:
+            ipaddress.ip_address(self.bind)
+        except ValueError:
+            raise SpecError(f"host.bind: {self.bind!r} is not an IP address") from None
+        if "%" in self.bind:
+            raise SpecError(f"host.bind: {self.bind!r}: scoped IPv6 addresses are not supported")
+        if self.registry is not None and not _REGISTRY.match(self.registry):
+            raise SpecError(
+                f"host.registry: {self.registry!r} is not a registry prefix like reg.local:5000/ai"
+            )
+        if self.network not in ("bridge", "host"):
+            raise SpecError(f"host.network: {self.network!r} is not 'bridge' or 'host'")
+
+
+def default_host_params(name: str, *, gpus: int = 0, port: int = 8000, **overrides: Any) -> HostParams:
+    """The host parameters ``airpack install`` uses when the operator gives none."""
+    return HostParams(**{"prefix": f"/opt/airpack/{name}", "port": port, "gpus": gpus, **overrides})
+
+
+@dataclass(frozen=True)
+class DeployContext:
+    """Everything stage 1 needs, from the lock. Invariants are checked when built."""
+
+    name: str
+    version: str
+    profile: RuntimeProfile
+    image_local: str  # image ID "sha256:…" or "airpack.local/<name>:<version>": what the engine loaded
+    image_registry: str  # "repository@sha256:…", prefixed by host.registry for Kubernetes
+    model_files: tuple[str, ...]  # relative to the model directory
+    served_name: str
+    gpus: int = 0  # the spec target's count: the default for host.gpus
+    main_gguf: str | None = None
+    context_length: int | None = None
+    tensor_parallel: int | None = None  # None: the host's GPU count
+    memory_fraction: float | None = None
+    quantization: str | None = None
+    extra_args: tuple[str, ...] = ()
+    extra_env: tuple[tuple[str, str], ...] = ()
+    custom: CustomEngine | None = None
+    start_period_s: int | None = None  # None: the profile's minimum
+    image_has_shell: bool = True  # docker --health-cmd runs through /bin/sh
+    model_subdir: str = "model"  # weights at <prefix>/<model_subdir> on the host
+    model_bytes: int = 0  # sizes the Kubernetes PersistentVolumeClaim
+    k8s_weights: str = "hostPath"  # or "pvc": filled by a loader Job
+    loader_image_registry: str | None = None  # "repository@sha256:…" holding the model at /model
+    loader_command: tuple[str, ...] = ("cp", "-a", "/model/.", "/weights/")
+
+    def __post_init__(self) -> None:
+        _check_context(self)
+
+    @property
+    def slug(self) -> str:
+        """A DNS-label form of the name for container, unit and Kubernetes object names."""
+        return re.sub(r"[^a-z0-9-]+", "-", self.name.lower()).strip("-")[:40].strip("-")
+
+
+def _check_context(c: DeployContext) -> None:
+    p = c.profile
+    if not _NAME.match(c.name) or not c.slug:
+        raise SpecError(f"name: {c.name!r} must be letters, digits, '.', '_' or '-' (63 at most)")
+    if not _VERSION.match(c.version):
+        raise SpecError(f"version: {c.version!r} must be letters, digits, '.', '_', '+' or '-'")
+    if not (_IMAGE_ID.match(c.image_local) or _LOCAL_TAG.match(c.image_local)) or c.image_local.endswith(
+        ":latest"
+    ):
+        raise BuildError(f"runtime image {c.image_local!r}: need an image ID or an airpack.local/ tag")
+    for ref in (c.image_registry, c.loader_image_registry):
+        if ref is not None and not _DIGEST_REF.match(ref):
+            raise BuildError(f"image {ref!r} is not pinned as repository@sha256:<digest>")
+    if not c.served_name or _CONTROL.search(c.served_name):
+        raise SpecError(f"runtime.served_name: {c.served_name!r} is empty or has control characters")
+    for arg in (*c.extra_args, *(v for _, v in c.extra_env), *c.loader_command):
+        if _CONTROL.search(arg):
+            raise SpecError(f"runtime.args/env: {arg!r} has control characters")
+    for key, _ in c.extra_env:
+        if not _ENV_NAME.match(key):
+            raise SpecError(f"runtime.env: {key!r} is not an environment variable name")
+    for rel in (*c.model_files, c.model_subdir):
+        if problem := path_problem(rel):
+            raise BuildError(f"model file {rel!r}: {problem}")
+    if not c.model_files:
+        raise BuildError("the model has no files to deploy")
+    _check_numbers(c)
+    _check_engine_fit(c, p)
+    if c.k8s_weights not in ("hostPath", "pvc"):
+        raise SpecError(f"kubernetes.weights: {c.k8s_weights!r} is not 'hostPath' or 'pvc'")
+    if c.k8s_weights == "pvc" and c.loader_image_registry is None:
+        raise SpecError(
+            "kubernetes.weights: 'pvc' needs a loader image in the bundle", hint="or use hostPath"
+        )
+
+
+def _check_numbers(c: DeployContext) -> None:
+    if not 0 <= c.gpus <= 64:
+        raise SpecError(f"target.gpus: {c.gpus} is not a GPU count (0-64)")
+    if c.tensor_parallel is not None and not 1 <= c.tensor_parallel <= 64:
+        raise SpecError(f"runtime.tensor_parallel: {c.tensor_parallel} must be 1-64")
+    if c.context_length is not None and c.context_length < 1:
+        raise SpecError(f"runtime.context_length: {c.context_length} must be positive")
+    if c.memory_fraction is not None and not 0 < c.memory_fraction <= 1:
+        raise SpecError(f"runtime.memory_fraction: {c.memory_fraction} must be in (0, 1]")
+    if c.start_period_s is not None and not 1 <= c.start_period_s <= 86400:
+        raise SpecError(f"runtime.start_period: {c.start_period_s}s must be 1 s to 1 day")
+
+
+def _check_engine_fit(c: DeployContext, p: RuntimeProfile) -> None:
+    if (p.engine == "custom") != (c.custom is not None):
+        raise SpecError("runtime: image/command/port/health are given for engine 'custom' and only for it")
+    if c.main_gguf is not None and c.main_gguf not in c.model_files:
+        raise BuildError(f"main GGUF {c.main_gguf!r} is not among the model files")
+    if p.needs_gguf and c.main_gguf is None:
+        raise SpecError(f"engine {p.engine!r} serves a GGUF file, and the model has none")
+    if p.ollama_import and c.main_gguf and re.search(r"-0*1-of-0*([2-9]|[1-9][0-9]+)\.gguf$", c.main_gguf):
+        raise SpecError("Ollama cannot load a split GGUF", hint="merge it with llama-gguf-split --merge")
+    suffixes = {Path(f).suffix for f in c.model_files}
+    if p.writes_model_dir and ".bin" in suffixes and ".safetensors" not in suffixes:
+        raise BuildError(f"{p.writes_model_dir}; the weights are mounted read-only", hint="ship safetensors")
+
+
+# ---- stage 1 --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _stage1_env(templates: Path) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        variable_start_string="[[",
+        variable_end_string="]]",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(view.FILTERS)
+    return env
+
+
+def _outputs(ctx: DeployContext, targets: Iterable[str]) -> dict[str, str]:
+    """Output path under ``deploy/`` → template name."""
+    chosen = set(targets)
+    if unknown := chosen - set(TARGETS):
+        raise SpecError(f"unknown deploy target(s) {sorted(unknown)}", hint=f"use {', '.join(TARGETS)}")
+    out: dict[str, str] = {}
+    if "compose" in chosen:
+        out["compose.yaml"] = "compose.yaml.j2"
+    if "kubernetes" in chosen:
+        for kind in ("deployment", "service", "networkpolicy"):
+            out[f"kubernetes/{kind}.yaml"] = f"kubernetes/{kind}.yaml.j2"
+        if ctx.k8s_weights == "pvc":
+            out["kubernetes/pvc.yaml"] = "kubernetes/pvc.yaml.j2"
+            out["kubernetes/loader-job.yaml"] = "kubernetes/loader-job.yaml.j2"
+        if ctx.profile.ollama_import:
+            out["kubernetes/ollama-modelfile.yaml"] = "kubernetes/ollama-modelfile.yaml.j2"
+    if "systemd" in chosen:
+        out[f"systemd/airpack-{ctx.slug}.container"] = "systemd/quadlet.container.j2"
+        out[f"systemd/airpack-{ctx.slug}.service"] = "systemd/docker.service.j2"
+    if ctx.profile.ollama_import and chosen:
+        out["ollama/Modelfile"] = "ollama/Modelfile.j2"
+    return out
+
+
+def render_bundle_deploy(
+    ctx: DeployContext, targets: Iterable[str], *, templates: Path | None = None
+) -> dict[str, bytes]:
+    """Stage 1: the bundle's ``deploy/`` files (path → bytes, sorted), templates over ``host.*`` only."""
+    env = _stage1_env(templates or templates_dir())
+    variables = view.build(ctx)
+    variables["modelfile_text"] = ""
+    if ctx.profile.ollama_import:
+        variables["modelfile_text"] = _render1(env, "ollama/Modelfile.j2", variables)
+    files: dict[str, bytes] = {}
+    for rel, name in sorted(_outputs(ctx, targets).items()):
+        text = _render1(env, name, variables)
+        _check_stage2(rel, text)
+        files[rel] = text.encode("utf-8")
+    _trial_render(ctx, files)
+    return files
+
+
+def _render1(env: SandboxedEnvironment, name: str, variables: dict[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(variables)
+    except jinja2.TemplateError as exc:
+        raise BuildError(f"rendering template {name} failed: {exc}") from exc
+
+
+def _trial_render(ctx: DeployContext, files: Mapping[str, bytes]) -> None:
+    """Render once for typical hosts so a template bug fails the build, not the install."""
+    for gpus in sorted({0, ctx.gpus, 2}):
+        host = default_host_params(ctx.slug, gpus=gpus, registry="registry.invalid")
+        for rel, data in render_host(files, host).items():
+            if rel.endswith(".yaml"):
+                try:
+                    list(yaml.safe_load_all(data))
+                except yaml.YAMLError as exc:
+                    raise BuildError(f"deploy/{rel} is not valid YAML for gpus={gpus}: {exc}") from exc
+
+
+# ---- stage 2 --------------------------------------------------------------------------------------------
+
+
+class _HostRefused(Exception):
+    """Raised by ``fail()`` in a deploy file: the host asks for something this bundle cannot do."""
+
+
+def _fail(message: str) -> NoReturn:
+    raise _HostRefused(message)
+
+
+_STAGE2 = SandboxedEnvironment(
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_STAGE2.globals = {"fail": _fail, "range": range}
+_STAGE2_NAMES = {"host", "fail", "range"}
+_OPTIONAL = {"api_key_file"}  # tested with "is defined"; the others are required where used
+
+
+@functools.lru_cache(maxsize=256)
+def _compile2(source: str) -> jinja2.Template:
+    return _STAGE2.from_string(source)
+
+
+@functools.lru_cache(maxsize=256)
+def _host_attrs(rel: str, source: str) -> frozenset[str]:
+    """The ``host.*`` names a deploy file uses; BuildError when it uses anything else."""
+    try:
+        ast = _STAGE2.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise BuildError(f"deploy/{rel}: line {exc.lineno}: {exc.message}") from exc
+    if extra := meta.find_undeclared_variables(ast) - _STAGE2_NAMES:
+        raise BuildError(f"deploy/{rel}: uses {sorted(extra)}; only host parameters may be left for install")
+    attrs = [
+        n for n in ast.find_all(nodes.Getattr) if isinstance(n.node, nodes.Name) and n.node.name == "host"
+    ]
+    bare = [n for n in ast.find_all(nodes.Name) if n.name == "host"]
+    if len(bare) != len(attrs):
+        raise BuildError(f"deploy/{rel}: 'host' must be used as host.<parameter>")
+    used = {n.attr for n in attrs}
+    if unknown := used - set(HOST_PARAMS):
+        raise BuildError(
+            f"deploy/{rel}: unknown host parameter(s) {sorted(unknown)}",
+            hint=f"declared: {', '.join(HOST_PARAMS)}; was the bundle built by a newer airpack?",
+        )
+    return frozenset(used)
+
+
+def _check_stage2(rel: str, source: str) -> None:
+    _host_attrs(rel, source)
+
+
+def render_host(files: Mapping[str, bytes], host: HostParams) -> dict[str, bytes]:
+    """Stage 2: substitute the host parameters into the bundle's deploy files (path → bytes, sorted)."""
+    values = {k: v for k, v in dataclasses.asdict(host).items() if v is not None}
+    out: dict[str, bytes] = {}
+    for rel in sorted(files):
+        try:
+            source = files[rel].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BuildError(f"deploy/{rel} is not UTF-8 text") from exc
+        used = _host_attrs(rel, source)
+        try:
+            text = _compile2(source).render(host=values)
+        except _HostRefused as exc:
+            raise SpecError(f"deploy/{rel}: {exc}") from None
+        except jinja2.UndefinedError:
+            missing = sorted(used - set(values) - _OPTIONAL) or sorted(used - set(values))
+            raise SpecError(f"deploy/{rel} needs host parameter(s) {missing}") from None
+        except jinja2.TemplateError as exc:
+            raise BuildError(f"deploy/{rel}: {exc}") from exc
+        out[rel] = text.encode("utf-8")
+    return out
+
+
+def host_diff(files: Mapping[str, bytes], host: HostParams, base: HostParams) -> str:
+    """A unified diff from the ``base`` (default) host render to the ``host`` one, for inspect/install."""
+    before, after = render_host(files, base), render_host(files, host)
+    chunks: list[str] = []
+    for rel in sorted(files):
+        a = before[rel].decode("utf-8").splitlines(keepends=True)
+        b = after[rel].decode("utf-8").splitlines(keepends=True)
+        chunks.extend(difflib.unified_diff(a, b, f"default/deploy/{rel}", f"host/deploy/{rel}"))
+    return "".join(chunks)

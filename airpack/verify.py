@@ -1,0 +1,237 @@
+"""Verification: a pure function of the bundle's bytes and the trusted keys. It never writes.
+
+Order matters: the signature over ``SHA256SUMS`` is checked first, before anything it covers is parsed;
+then ``airpack.json`` is checked against its line in ``SHA256SUMS`` before it is parsed; then every file's
+type, size and hash. Every problem is collected and reported, not just the first.
+
+``VerifiedBundle`` can only be made here: the install stage takes one, so the types prove verification ran.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from airpack._fs import path_problem
+from airpack.errors import VerificationError
+from airpack.hashing import RangeCheck, check_ranges, sha256_bytes
+from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SIGNATURE, SUMS, UNLISTED, Manifest, \
+    parse_sums
+from airpack.progress import Reporter, Silent
+from airpack.signing import PublicKey, fingerprint, verify_bytes
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a bundle: ``kind`` is a stable word for scripts, ``path`` the file concerned."""
+
+    kind: str
+    path: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "path": self.path, "detail": self.detail}
+
+
+_TOKEN = object()
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose every byte matched what the trusted key signed, at the time it was checked."""
+
+    path: Path
+    manifest: Manifest
+    sums_sha256: str
+    key_fingerprint: str
+    total_bytes: int
+    _token: object
+
+    def __post_init__(self) -> None:
+        if self._token is not _TOKEN:
+            raise TypeError("VerifiedBundle is only made by airpack.verify.verify_bundle")
+
+
+def _read_capped(path: Path, cap: int) -> bytes:
+    """Read a small file without following a symlink; OSError when it is not a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        if st.st_size > cap:
+            raise OSError(f"{path.name} is larger than {cap} bytes")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(cap + 1)
+    finally:
+        os.close(fd)
+
+
+def _fail(problems: list[Problem], message: str) -> VerificationError:
+    return VerificationError(message, problems=tuple(problems))
+
+
+def _check_signature(bundle: Path, keys: Sequence[PublicKey]) -> tuple[bytes, str]:
+    try:
+        sums = _read_capped(bundle / SUMS, MAX_SUMS_BYTES)
+    except FileNotFoundError:
+        raise _fail([Problem("missing", SUMS, "the checksum list is missing")], f"{bundle}: no {SUMS}") from None
+    except OSError as exc:
+        raise _fail([Problem("not-regular-file", SUMS, str(exc))], f"{bundle}: unusable {SUMS}") from None
+    try:
+        sig = _read_capped(bundle / SIGNATURE, 4096)
+    except FileNotFoundError:
+        raise _fail([Problem("unsigned", SIGNATURE, "the bundle is not signed")],
+                    f"{bundle}: not signed", ) from None
+    except OSError as exc:
+        raise _fail([Problem("bad-signature", SIGNATURE, str(exc))], f"{bundle}: unusable signature") from None
+    for key in keys:
+        if verify_bytes(key, sums, sig):
+            return sums, fingerprint(key)
+    raise _fail([Problem("bad-signature", SIGNATURE, "not a valid signature of SHA256SUMS by a trusted key")],
+                f"{bundle}: the signature does not match {SUMS} for the trusted key")
+
+
+def _walk(bundle: Path) -> dict[str, int]:
+    """Every entry below ``bundle`` (not following links) → its ``st_mode``; directories are descended."""
+    found: dict[str, int] = {}
+    for root, dirs, files in os.walk(bundle, followlinks=False):
+        rel_root = Path(root).relative_to(bundle)
+        for name in files + dirs:
+            rel = (rel_root / name).as_posix()
+            mode = os.lstat(Path(root) / name).st_mode
+            if not stat.S_ISDIR(mode):
+                found[rel] = mode
+        dirs[:] = [d for d in dirs if not os.path.islink(Path(root) / d)]  # noqa: PTH114 - hot loop
+    return found
+
+
+def _listed(sums: bytes, problems: list[Problem]) -> dict[str, str]:
+    lines, bad = parse_sums(sums)
+    for n, why in bad:
+        problems.append(Problem("malformed-sums", f"{SUMS}:{n}", why))
+    listed: dict[str, str] = {}
+    for line in lines:
+        why = path_problem(line.path)
+        if why or line.path in UNLISTED:
+            problems.append(Problem("unsafe-path", line.path, why or "the checksum list cannot list itself"))
+        elif line.path in listed:
+            problems.append(Problem("duplicate-entry", line.path, f"listed twice ({SUMS} line {line.line})"))
+        else:
+            listed[line.path] = line.sha256
+    return listed
+
+
+def _load_manifest(bundle: Path, listed: dict[str, str], problems: list[Problem]) -> Manifest | None:
+    if MANIFEST not in listed:
+        problems.append(Problem("missing", MANIFEST, f"{MANIFEST} is not listed in {SUMS}"))
+        return None
+    try:
+        data = _read_capped(bundle / MANIFEST, MAX_MANIFEST_BYTES)
+    except OSError:
+        return None  # reported by the per-file checks
+    if sha256_bytes(data) != listed[MANIFEST]:
+        problems.append(Problem("modified", MANIFEST, "content does not match its signed sha256"))
+        return None
+    try:
+        manifest = Manifest.from_json(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        problems.append(Problem("bad-manifest", MANIFEST, f"signed but unreadable: {exc}"))
+        return None
+    inventory = {e.path: e.sha256 for e in manifest.files}
+    expected = {p: h for p, h in listed.items() if p != MANIFEST}
+    for path in sorted(set(inventory) | set(expected)):
+        if inventory.get(path) != expected.get(path):
+            problems.append(Problem("manifest-mismatch", path, f"{MANIFEST} and {SUMS} disagree on this file"))
+    return manifest
+
+
+def _check_files(bundle: Path, listed: dict[str, str], manifest: Manifest | None, problems: list[Problem],
+                 workers: int | None, reporter: Reporter) -> int:
+    found = _walk(bundle)
+    for rel, mode in sorted(found.items()):
+        if rel in UNLISTED and stat.S_ISREG(mode):
+            continue
+        if rel not in listed:
+            kind = "symlink" if stat.S_ISLNK(mode) else "extra"
+            problems.append(Problem(kind, rel, "not listed in SHA256SUMS"))
+    entries = {e.path: e for e in manifest.files} if manifest else {}
+    jobs: list[RangeCheck] = []
+    total = 0
+    for rel, sha in sorted(listed.items()):
+        mode = found.get(rel)
+        if mode is None:
+            problems.append(Problem("missing", rel, "listed in SHA256SUMS but absent"))
+            continue
+        if stat.S_ISLNK(mode):
+            problems.append(Problem("symlink", rel, "a symbolic link where a file was signed"))
+            continue
+        if not stat.S_ISREG(mode):
+            problems.append(Problem("not-regular-file", rel, "not a regular file"))
+            continue
+        size = (bundle / rel).lstat().st_size
+        entry = entries.get(rel)
+        if entry is not None and size != entry.size:
+            problems.append(Problem("modified", rel, f"size {size} bytes, signed size {entry.size}"))
+            continue
+        total += size
+        if entry is not None and entry.chunks and entry.sha256 == sha:
+            for i, digest in enumerate(entry.chunks):
+                off = i * entry.chunk_size
+                jobs.append(RangeCheck(bundle / rel, rel, off, min(entry.chunk_size, size - off), digest))
+        else:
+            jobs.append(RangeCheck(bundle / rel, rel, 0, size, sha))
+    advance = reporter.task("verifying", total)
+    results = check_ranges(jobs, workers=workers, progress=advance)
+    reporter.done(advance)
+    problems.extend(Problem("modified", rel, "content does not match its signed sha256")
+                    for rel, ok in sorted(results.items()) if not ok)
+    return total
+
+
+def verify_bundle(bundle: Path, keys: Sequence[PublicKey], *, workers: int | None = None,
+                  reporter: Reporter | None = None) -> VerifiedBundle:
+    """Check ``bundle`` against the trusted ``keys``; raise ``VerificationError`` listing every problem."""
+    if not keys:
+        raise VerificationError("no trusted public key given")
+    try:
+        st = bundle.lstat()
+    except FileNotFoundError:
+        raise VerificationError(f"{bundle}: no such bundle") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise VerificationError(f"{bundle}: not a bundle folder (a symlink or a file)")
+    sums, fpr = _check_signature(bundle, keys)
+    problems: list[Problem] = []
+    listed = _listed(sums, problems)
+    manifest = _load_manifest(bundle, listed, problems)
+    total = _check_files(bundle, listed, manifest, problems, workers, reporter or Silent())
+    if problems or manifest is None:
+        problems.sort(key=lambda p: (p.path, p.kind))
+        n = len(problems)
+        raise VerificationError(f"{bundle}: verification failed: {n} problem{'s' if n != 1 else ''} "
+                                f"(first: {problems[0].kind} {problems[0].path})" if problems else
+                                f"{bundle}: verification failed", problems=tuple(problems))
+    return VerifiedBundle(bundle, manifest, sha256_bytes(sums), fpr, total, _TOKEN)
+
+
+def check_integrity(bundle: Path, *, workers: int | None = None, reporter: Reporter | None = None) -> Manifest:
+    """The unsigned half of verification, for ``sign``: every file matches ``SHA256SUMS``, nothing extra.
+
+    This proves the bundle is internally consistent before a key vouches for it; it proves nothing about
+    who made it.
+    """
+    try:
+        sums = _read_capped(bundle / SUMS, MAX_SUMS_BYTES)
+    except OSError as exc:
+        raise VerificationError(f"{bundle}: no readable {SUMS} ({exc}); is this a bundle?") from None
+    problems: list[Problem] = []
+    listed = _listed(sums, problems)
+    manifest = _load_manifest(bundle, listed, problems)
+    _check_files(bundle, listed, manifest, problems, workers, reporter or Silent())
+    if problems or manifest is None:
+        raise VerificationError(f"{bundle}: refusing to sign an inconsistent bundle: {len(problems)} problem(s)",
+                                problems=tuple(problems))
+    return manifest
