@@ -160,17 +160,18 @@ def _fetch_images(lock: Lock, bundle: Path, cache_dir: Path, reporter: Reporter)
         dict[str, FileDigest], list[dict[str, Any]]]:
     if not lock.images:
         return {}, []
-    from airpack.oci import bundle_images  # noqa: PLC0415 - only bundles with images need the registry client
+    from airpack.images import fetch_all  # noqa: PLC0415 - only bundles with images need the registry client
 
-    return bundle_images.fetch_all(lock.images, bundle, cache_dir=cache_dir, reporter=reporter)
+    return fetch_all(lock.images, bundle, cache_dir=cache_dir, reporter=reporter)
 
 
-def _render_deploy(spec: Spec, lock: Lock, bundle: Path) -> tuple[dict[str, FileDigest], list[dict[str, Any]]]:
+def _render_deploy(spec: Spec, lock: Lock, bundle: Path, images: list[dict[str, Any]]) -> tuple[
+        dict[str, FileDigest], list[dict[str, Any]]]:
     if not spec.deploy:
         return {}, []
     from airpack import deploy  # noqa: PLC0415
 
-    files = deploy.render_for_bundle(spec, lock)
+    files = deploy.render_for_bundle(spec, lock, images)
     digests: dict[str, FileDigest] = {}
     for rel, data in sorted(files.items()):
         path = bundle / DEPLOY_DIR / rel
@@ -214,7 +215,7 @@ def build_bundle(spec: Spec, lock: Lock, out: Path, *, key: PrivateKey | None = 
 
     digests = _fetch_model(spec, lock, bundle, journal, cache_dir, reporter)
     image_digests, images = _fetch_images(lock, bundle, cache_dir, reporter)
-    deploy_digests, deploy_files = _render_deploy(spec, lock, bundle)
+    deploy_digests, deploy_files = _render_deploy(spec, lock, bundle, images)
     digests.update(image_digests)
     digests.update(deploy_digests)
 

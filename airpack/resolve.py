@@ -23,5 +23,8 @@ def _lock_model(spec: Spec) -> LockedModel:
 
 def resolve(spec: Spec, *, cache_dir: Path) -> Lock:
     """Pin everything the spec names. Raises ``SourceError``/``CompatibilityError`` with one clear line."""
+    from airpack.images import lock_images  # noqa: PLC0415
+
     model = _lock_model(spec)
-    return Lock(spec_digest=spec.digest(), model=model)
+    images = lock_images(spec)
+    return Lock(spec_digest=spec.digest(), model=model, images=images)

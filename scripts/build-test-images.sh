@@ -95,5 +95,7 @@ if [ "$which" = llama ] || [ "$which" = all ]; then
   rootfs_base "$ctx/rootfs"
   cp "$bin" "$ctx/rootfs/app/llama-server"
   chmod 0755 "$ctx/rootfs/app/llama-server"
+  mkdir -p "$ctx/rootfs/usr/bin"
+  install -m 0755 "$here/images/llama-server/curl" "$ctx/rootfs/usr/bin/curl"
   build llama-server "airpack-test/llama-server:$ver" "$ctx"
 fi
