@@ -201,7 +201,7 @@ def _opt(data: Mapping[str, Any], key: str, where: str, conv: Callable[[str, Any
     return conv(f"{where}.{key}", data[key]) if key in data else None
 
 
-def _parse_model(data: Mapping[str, Any], base_dir: Path) -> ModelSpec:
+def _parse_model(data: Mapping[str, Any], base_dir: Path | None) -> ModelSpec:
     w = "model"
     _check_keys(w, data, ("path", "repo", "revision", "files", "exclude", "quant", "cache",
                           "allowPickle", "allowCode"))
@@ -214,8 +214,8 @@ def _parse_model(data: Mapping[str, Any], base_dir: Path) -> ModelSpec:
         for key in ("revision", "cache"):
             if key in data:
                 raise _fail(f"{w}.{key}", "only applies to a Hugging Face 'repo', not a local 'path'")
-        folder = base_dir / path
-        if not folder.is_dir():
+        folder = base_dir / path if base_dir is not None else None
+        if folder is not None and not folder.is_dir():
             raise _fail(f"{w}.path", f"folder {str(folder)!r} does not exist")
     if repo and not re.match(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$", repo):
         raise _fail(f"{w}.repo", f"{repo!r} is not a Hugging Face repo id (owner/name)")
@@ -323,8 +323,12 @@ def _parse_deploy(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def parse_spec(data: Any, base_dir: Path) -> Spec:
-    """Validate a spec document (already parsed from YAML) and return the frozen ``Spec``."""
+def parse_spec(data: Any, base_dir: Path, *, check_paths: bool = True) -> Spec:
+    """Validate a spec document (already parsed from YAML) and return the frozen ``Spec``.
+
+    ``check_paths=False`` skips checks against the build machine's disk (the model folder), for a spec read
+    back from a bundle's manifest on the target host.
+    """
     top = _mapping("spec", data)
     _check_keys("", top, ("apiVersion", "name", "version", "model", "runtime", "target", "deploy",
                           "dependencies"))
@@ -345,7 +349,7 @@ def parse_spec(data: Any, base_dir: Path) -> Spec:
     spec = Spec(
         name=name,
         version=version,
-        model=_parse_model(_mapping("model", top["model"]), base_dir),
+        model=_parse_model(_mapping("model", top["model"]), base_dir if check_paths else None),
         runtime=runtime,
         target=_parse_target(_mapping("target", top.get("target") or {})),
         deploy=_parse_deploy(top["deploy"]) if top.get("deploy") is not None else (),
