@@ -123,8 +123,12 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            mark = key_node.start_mark
+        mark = key_node.start_mark
+        try:
+            duplicate = key in seen
+        except TypeError:  # a list or mapping used as a key (YAML's '? [a, b]'): unhashable
+            raise SpecError(f"line {mark.line + 1}: a key must be a plain word, not {_typename(key)}") from None
+        if duplicate:
             raise SpecError(f"line {mark.line + 1}: duplicate key {key!r}")
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)

