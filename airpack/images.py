@@ -45,12 +45,15 @@ def _docker_client() -> Any:
 
 def lock_images(spec: Spec) -> tuple[LockedImage, ...]:
     """Resolve every image to its manifest digest for the target platform (config digest for engine images)."""
+    refs = image_refs(spec)
+    if not refs:
+        return ()
     from airpack.oci import resolve_image  # noqa: PLC0415
     from airpack.oci.engine import resolve_engine_image  # noqa: PLC0415
 
     out = []
     client = None
-    for ref, role in image_refs(spec):
+    for ref, role in refs:
         if ref.startswith(ENGINE_PREFIX):
             client = client or _docker_client()
             out.append(resolve_engine_image(client, ref[len(ENGINE_PREFIX):], spec.target.platform, role=role))

@@ -1,0 +1,127 @@
+"""The planner applied to a spec: builds the ``PlanRequest`` from the spec's target and runtime (with command-line
+overrides), reads the model's own numbers without downloading weights, and picks a quantization.
+
+Used by ``airpack plan`` and by ``airpack lock``, which refuses a model that cannot fit or run on the target.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from airpack.errors import CompatibilityError
+from airpack.lock import LockedModel
+from airpack.plan import Plan, PlanRequest, choose_quant, gguf_candidates_from_dir, lookup_gpu, model_facts_from_dir
+from airpack.selection import Excluded
+from airpack.spec import Spec
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """``airpack plan`` options that replace the spec's values."""
+
+    gpu: str | None = None
+    vram_gib: float | None = None
+    gpus: int | None = None
+    context: int | None = None
+    concurrency: int | None = None
+
+
+UNSIZED = 1 << 50  # stands in for unknown memory where only the compatibility checks are wanted
+
+
+def memory_known(spec: Spec, o: Overrides | None = None) -> bool:
+    """Whether the target's memory is known: an explicit size, or a GPU name for a GPU target."""
+    o = o or Overrides()
+    gpus = o.gpus if o.gpus is not None else (1 if o.gpu and spec.target.gpus == 0 else spec.target.gpus)
+    vram = o.vram_gib if o.vram_gib is not None else spec.target.vram_gib
+    return vram is not None or (gpus > 0 and bool(o.gpu or spec.target.gpu))
+
+
+def plan_request(spec: Spec, o: Overrides | None = None) -> PlanRequest:
+    """The target as the planner sees it. ``gpus: 0`` plans against host RAM given as ``target.vram``;
+    with no size known the request carries ``UNSIZED`` memory (good for the compatibility checks only)."""
+    o = o or Overrides()
+    t, rt = spec.target, spec.runtime
+    vram = o.vram_gib if o.vram_gib is not None else t.vram_gib
+    if not memory_known(spec, o):
+        vram = UNSIZED / GIB
+    gpu_name = o.gpu or t.gpu
+    gpus = o.gpus if o.gpus is not None else t.gpus
+    if o.gpu and o.gpus is None and gpus == 0:
+        gpus = 1  # naming a GPU on the command line means planning for one
+    return PlanRequest(
+        engine=rt.engine if rt is not None and rt.engine != "custom" else None,
+        gpus=gpus,
+        gpu=lookup_gpu(gpu_name) if gpu_name else None,
+        vram_bytes_per_gpu=int(vram * GIB) if vram is not None else None,
+        context=o.context if o.context is not None else (rt.context if rt else None),
+        concurrency=o.concurrency or (rt.concurrency if rt and rt.concurrency else 1),
+        tensor_parallel=rt.tensor_parallel if rt else None,
+        memory_fraction=rt.memory_fraction if rt else None,
+        driver=t.driver,
+    )
+
+
+def _ggufs(model: LockedModel) -> list[str]:
+    return [f.path for f in model.files if f.path.endswith(".gguf")]
+
+
+def plan_local(spec: Spec, model: LockedModel, o: Overrides | None = None) -> Plan | None:
+    """Plan a local-folder model from its headers; None when the target's memory is unknown."""
+    folder = spec.model_dir
+    if folder is None or not memory_known(spec, o):
+        return None
+    req = plan_request(spec, o)
+    ggufs = _ggufs(model)
+    facts = model_facts_from_dir(folder, gguf_file=max(ggufs, key=lambda p: (folder / p).stat().st_size)
+                                 if ggufs else None)
+    from airpack.plan import plan  # noqa: PLC0415
+
+    return plan(facts, req)
+
+
+def choose_local_quant(spec: Spec, model: LockedModel) -> LockedModel:
+    """``model.quant``: keep the one GGUF variant that fits (``auto``: the highest-quality one); record why."""
+    want = spec.model.quant
+    folder = spec.model_dir
+    if not want or folder is None or len(_ggufs(model)) == 0:
+        return model
+    req = plan_request(spec)  # memory unknown: UNSIZED, so the ranking is by quality alone
+    choice = choose_quant(gguf_candidates_from_dir(folder), req, want)
+    chosen = choice.candidate.ref
+    stem = re.sub(r"-\d{5}-of-\d{5}\.gguf$", "", chosen)
+    keep = tuple(f for f in model.files if not f.path.endswith(".gguf") or f.path.startswith(stem))
+    dropped = tuple(Excluded(f.path, f"model.quant: {choice.candidate.label} chosen instead")
+                    for f in model.files if f not in keep)
+    return replace(model, files=keep, excluded=model.excluded + dropped,
+                   quant={"want": want, "chosen": choice.candidate.label, "file": chosen, "reason": choice.reason})
+
+
+def enforce(plan: Plan) -> None:
+    """Lock refuses a model that will not fit or run: exit 2 with what failed and what would fit instead."""
+    failed = [c for c in plan.checks if c.status == "fail"]
+    if failed:
+        raise CompatibilityError("; ".join(f"{c.name}: {c.message}" for c in failed),
+                                 hint="see 'airpack plan' for the numbers")
+
+
+def plan_spec(spec: Spec, o: Overrides | None = None) -> Plan | None:
+    """``airpack plan``: a local model is read from its folder (no network)."""
+    from airpack.lock import lock_local  # noqa: PLC0415
+
+    if spec.model.path is None:
+        raise CompatibilityError("planning a Hugging Face model is not implemented yet; lock and build it, "
+                                 "then plan the folder it was built from")
+    model = choose_local_quant(spec, lock_local(spec, digest_of=size_only))
+    return plan_local(spec, model, o)
+
+
+def size_only(path: Path) -> object:
+    """For planning, file sizes are enough: skip hashing the weights."""
+    from airpack.hashing import FileDigest  # noqa: PLC0415
+
+    return FileDigest(path.stat().st_size, "0" * 64)
