@@ -113,12 +113,16 @@ def keygen(
     """Create a signing key pair. Keep the .key offline; carry the .pub to the far side out of band."""
     from airpack.signing import keygen as do_keygen  # noqa: PLC0415
 
-    def render(kp: Any) -> None:
-        err.print(f"private key: {kp.private_path} (mode 0600)\npublic key:  {kp.public_path}\n"
-                  f"fingerprint: {kp.fingerprint}", markup=False)
+    def make() -> dict[str, Any]:
+        kp = do_keygen(out, name=name, algorithm=algorithm, passphrase_env=passphrase_env)
+        return {"private_key": str(kp.private_path), "public_key": str(kp.public_path),
+                "fingerprint": kp.fingerprint, "algorithm": kp.algorithm}
 
-    _run("keygen", as_json, lambda: do_keygen(out, name=name, algorithm=algorithm, passphrase_env=passphrase_env),
-         lambda kp: render(kp))
+    def render(kp: dict[str, Any]) -> None:
+        err.print(f"private key: {kp['private_key']} (mode 0600)\npublic key:  {kp['public_key']}\n"
+                  f"fingerprint: {kp['fingerprint']}", markup=False)
+
+    _run("keygen", as_json, make, render)
 
 
 def _lock_impl(spec_path: Path, out: Path | None) -> dict[str, Any]:
@@ -260,6 +264,237 @@ def inspect(bundle: BundleArg, as_json: JsonOpt = False) -> None:
             err.print(f"{k}: {v['files']} files, {v['bytes']:,} bytes", markup=False)
 
     _run("inspect", as_json, lambda: describe_bundle(bundle), render)
+
+
+# ---- install side: doctor, load, push, install, status, uninstall (library: airpack.install) -------------
+
+PrefixOpt = Annotated[Path, typer.Option("--prefix", help="Install folder (weights, deploy files, state).")]
+
+
+@contextmanager
+def _live(enabled: bool) -> Iterator[tuple[Reporter, Callable[[str], None]]]:
+    """Byte progress bars plus one status line for phases (health waits), in a single live display."""
+    if not enabled:
+        yield Silent(), lambda _: None
+        return
+    if not err.is_terminal:
+        yield Silent(), lambda msg: err.print(msg, markup=False)
+        return
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True) as progress:
+        line = progress.add_task("", total=None)
+        yield _RichReporter(progress), lambda msg: progress.update(line, description=msg)
+
+
+def _verified(bundle: Path, keys: list[Path], reporter: Reporter) -> Any:
+    from airpack.signing import load_public_key  # noqa: PLC0415
+    from airpack.verify import verify_bundle  # noqa: PLC0415
+
+    return verify_bundle(bundle, [load_public_key(k) for k in keys], reporter=reporter)
+
+
+def _print_checks(checks: list[dict[str, Any]]) -> None:
+    style = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+    for c in checks:
+        err.print(f"[{style[c['status']]}]{c['status'].upper():<4}[/] {c['name']:<14} ", end="")
+        err.print(c["detail"], markup=False)
+        if c["fix"] and c["status"] != "pass":
+            err.print(f"     fix: {c['fix']}", markup=False)
+
+
+def _doctor_impl(bundle: Path | None, prefix: Path | None, as_json: bool) -> dict[str, Any]:
+    from airpack.errors import InstallError, UsageError  # noqa: PLC0415
+    from airpack.install.doctor import doctor as run_doctor  # noqa: PLC0415
+    from airpack.layout import MANIFEST, Manifest  # noqa: PLC0415
+
+    manifest = None
+    if bundle is not None:
+        try:
+            manifest = Manifest.from_json((bundle / MANIFEST).read_bytes())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{bundle}: not a readable bundle ({exc})") from None
+    where = prefix or Path("/opt/airpack") / (manifest.name if manifest else "")
+    report = run_doctor(where, manifest, bundle).to_dict()
+    if not report["ok"]:
+        if not as_json:
+            _print_checks(report["checks"])
+        failed = [f"{c['name']}: {c['detail']}" for c in report["checks"] if c["status"] == "fail"]
+        raise InstallError(f"{len(failed)} check(s) failed: " + "; ".join(failed))
+    return report
+
+
+@app.command()
+def doctor(
+    bundle: Annotated[Path | None, typer.Argument(help="Check the host against this bundle (read, not "
+                                                  "verified); without it, the host alone.")] = None,
+    prefix: Annotated[Path | None, typer.Option("--prefix", help="Where it would be installed "
+                                                "(free space is checked there).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Can this host run the bundle? OS, Docker, NVIDIA driver, GPUs and VRAM, container runtime, disk."""
+    _run("doctor", as_json, lambda: _doctor_impl(bundle, prefix, as_json), lambda r: _print_checks(r["checks"]))
+
+
+def _load_impl(bundle: Path, keys: list[Path], progress: bool) -> dict[str, Any]:
+    from airpack.install.engine import connect  # noqa: PLC0415
+    from airpack.install.images import load_images  # noqa: PLC0415
+
+    with _live(progress) as (reporter, _):
+        vb = _verified(bundle, keys, reporter)
+        tags = load_images(vb, connect(), reporter)
+    return {"bundle": str(bundle), "name": vb.manifest.name, "version": vb.manifest.version, "tags": tags}
+
+
+@app.command()
+def load(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
+    """Verify the bundle, then load its images into the local Docker engine."""
+    _run("load", as_json, lambda: _load_impl(bundle, key, not as_json),
+         lambda r: err.print("loaded " + (", ".join(r["tags"]) or "no images"), markup=False))
+
+
+def _push_impl(bundle: Path, keys: list[Path], registry: str, progress: bool) -> dict[str, Any]:
+    from airpack.install.images import push_images  # noqa: PLC0415
+
+    with _live(progress) as (reporter, _):
+        vb = _verified(bundle, keys, reporter)
+        refs = push_images(vb, registry, reporter)
+    return {"bundle": str(bundle), "registry": registry, "images": refs}
+
+
+@app.command()
+def push(bundle: BundleArg, key: PubKeyOpt,
+         registry: Annotated[str, typer.Option("--registry", help="HOST[:PORT][/PREFIX] of the internal registry.")],
+         as_json: JsonOpt = False) -> None:
+    """Verify the bundle, then push its images, byte for byte, to an internal registry."""
+    _run("push", as_json, lambda: _push_impl(bundle, key, registry, not as_json),
+         lambda r: err.print("\n".join(f"pushed {ref}" for ref in r["images"]), markup=False))
+
+
+def _install_impl(bundle: Path, keys: list[Path], options: Any, progress: bool) -> dict[str, Any]:
+    from airpack.install import install as do_install  # noqa: PLC0415
+
+    with _live(progress) as (reporter, event):
+        event("verifying")
+        vb = _verified(bundle, keys, reporter)
+        return do_install(vb, options, reporter=reporter, on_event=event).to_dict()
+
+
+def _render_install(r: dict[str, Any]) -> None:
+    s = r["smoke"]
+    err.print(f"installed {r['name']} {r['version']} at {r['prefix']} (container {r['containerName']})\n"
+              f"endpoint: {r['endpoint']}  (OpenAI-compatible; model {r['servedName']!r})\n"
+              f"smoke test: {s['completionTokens']} tokens, first token {s['ttftSeconds']:.2f} s, "
+              f"{s['tokensPerSecond'] or 0:.1f} tokens/s, {s['latencySeconds']:.2f} s in all", markup=False)
+    if r["apiKey"]:
+        err.print(f"API key (shown once; stored in {r['apiKeyFile']}):", markup=False)
+        sys.stdout.write(r["apiKey"] + "\n")
+    elif r["apiKeyFile"]:
+        err.print(f"API key: unchanged, in {r['apiKeyFile']}", markup=False)
+    else:
+        err.print("no API key: anyone who can reach the endpoint can use it", markup=False)
+    err.print("deploy files: " + ", ".join(r["deployFiles"]), markup=False)
+
+
+@app.command()
+def install(
+    bundle: BundleArg, key: PubKeyOpt, prefix: PrefixOpt,
+    target: Annotated[str, typer.Option("--target", help="Where to run it (docker).")] = "docker",
+    port: Annotated[int, typer.Option("--port", help="Port of the endpoint.")] = 8000,
+    bind: Annotated[str, typer.Option("--bind", help="Address the endpoint listens on.")] = "127.0.0.1",
+    network: Annotated[str, typer.Option("--network", help="host (the engine binds --bind:--port itself) or "
+                                         "bridge (published port).")] = "host",
+    allow_downgrade: Annotated[bool, typer.Option("--allow-downgrade", help="Install over a newer version.")] = False,
+    no_api_key: Annotated[bool, typer.Option("--no-api-key", help="Leave the endpoint without an API key.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify, check the host, copy weights, load images, start the engine, wait for health, smoke-test it.
+
+    Exit 3 when the bundle (or a byte read during install) is not what was signed, 4 when the engine does
+    not become healthy or fails the smoke test (its container is removed).
+    """
+    from airpack.install import InstallOptions  # noqa: PLC0415
+
+    options = InstallOptions(prefix=prefix, target=target, port=port, bind=bind, network=network,
+                             allow_downgrade=allow_downgrade, api_key=not no_api_key)
+    _run("install", as_json, lambda: _install_impl(bundle, key, options, not as_json), _render_install)
+
+
+def _render_status(r: dict[str, Any]) -> None:
+    c = r["container"] or {"status": "missing"}
+    health = "healthy" if r["healthy"] else f"NOT healthy ({r['health']['status'] or r['health']['body']})"
+    err.print(f"{r['name']} {r['version']} at {r['prefix']}\nendpoint: {r['endpoint']} — {health}\n"
+              f"container: {r['containerName']} {c['status']}", markup=False)
+    if s := r["smoke"]:
+        err.print(f"last smoke test: {'ok' if s['ok'] else 'FAILED'}, {s['completionTokens']} tokens, first token "
+                  f"{s['ttftSeconds']} s, {s['tokensPerSecond']} tokens/s ({r['installed']})", markup=False)
+
+
+@app.command()
+def status(prefix: PrefixOpt, as_json: JsonOpt = False) -> None:
+    """What is installed at the prefix, whether it runs and answers its health check now."""
+    from airpack.install import status as do_status  # noqa: PLC0415
+
+    _run("status", as_json, lambda: do_status(prefix), _render_status)
+
+
+@app.command()
+def uninstall(
+    prefix: PrefixOpt,
+    remove_weights: Annotated[bool, typer.Option("--remove-weights", help="Also delete the copied weights.")] = False,
+    remove_images: Annotated[bool, typer.Option("--remove-images", help="Also remove the images from the engine.")]
+    = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop and remove the service's container; weights and images stay unless asked."""
+    from airpack.install import uninstall as do_uninstall  # noqa: PLC0415
+
+    def render(r: dict[str, Any]) -> None:
+        err.print(f"removed {len(r['containersRemoved'])} container(s)"
+                  + (f", images {', '.join(r['imagesRemoved'])}" if r["imagesRemoved"] else "")
+                  + ("; weights kept" if r["weightsKept"] else "; weights removed"), markup=False)
+
+    _run("uninstall", as_json, lambda: do_uninstall(prefix, remove_weights=remove_weights,
+                                                    remove_images=remove_images), render)
+
+
+def _plan_impl(spec_path: Path, o: Any) -> dict[str, Any]:
+    from airpack.errors import CompatibilityError  # noqa: PLC0415
+    from airpack.planning import plan_spec  # noqa: PLC0415
+    from airpack.spec import load_spec  # noqa: PLC0415
+
+    result = plan_spec(load_spec(spec_path), o)
+    if result is None:
+        raise CompatibilityError("the target's memory is unknown", hint="give --gpu NAME or --vram GIB "
+                                 "(host RAM with --gpus 0), or target.gpu / target.vram in the spec")
+    return result.to_dict()
+
+
+@app.command()
+def plan(
+    spec: SpecArg,
+    gpu: Annotated[str | None, typer.Option("--gpu", help="GPU name: T4, L4, A10G, L40S, A100-80GB, H100-80GB, "
+                                            "H200, RTX-4090 …")] = None,
+    vram: Annotated[float | None, typer.Option("--vram", help="GiB per GPU (host RAM with --gpus 0).")] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="Number of GPUs (0: CPU and host RAM).")] = None,
+    context: Annotated[int | None, typer.Option("--context", help="Tokens per sequence.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Sequences at once.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Will the model fit and run on the target? Weights, KV cache, overhead, longest context, checks."""
+    from airpack.planning import Overrides  # noqa: PLC0415
+
+    def render(p: dict[str, Any]) -> None:
+        gib = 2**30
+        where = f"{p['gpus']} x {p['gpu'] or 'GPU'}" if p["device"] == "gpu" else "host RAM"
+        err.print(f"{p['engine']} on {where}: weights {p['weights_bytes'] / gib:.2f} GiB, KV "
+                  f"{p['kv_bytes_per_token'] / 1024:.1f} KiB/token, needs {p['required_bytes'] / gib:.2f} of "
+                  f"{p['available_bytes'] / gib:.2f} GiB at {p['context']} tokens x {p['concurrency']}: "
+                  f"{'FITS' if p['fits'] else 'DOES NOT FIT'}; longest context {p['max_context']}", markup=False)
+        for c in p["checks"]:
+            err.print(f"  {c['status']:<5} {c['name']}: {c['message']}", markup=False)
+
+    o = Overrides(gpu=gpu, vram_gib=vram, gpus=gpus, context=context, concurrency=concurrency)
+    _run("plan", as_json, lambda: _plan_impl(spec, o), render)
 
 
 @app.command()

@@ -1,0 +1,221 @@
+"""``airpack doctor``: can this host run this bundle? Each check passes, warns or fails, and says the fix.
+
+The checks are pure functions of :class:`~airpack.install.facts.HostFacts` and (optionally)
+:class:`~airpack.install.facts.BundleNeeds`; ``doctor`` gathers both and runs every check, so one run reports
+every problem, not just the first. ``install`` refuses to go on when any check fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airpack.install.facts import BundleNeeds, HostFacts, bundle_needs, gather_host
+from airpack.layout import Manifest
+from airpack.oci.engine import unloadable_layers
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+GIB = 2**30
+
+# TODO(planner): take the driver policy from airpack/plan/ once it exposes a driver check; until then this is
+# the table of the guide, section 1.6. CUDA (major, minor) of the image -> the driver its toolkit ships with
+# (the "safe" floor: PTX JIT needs it).
+BUNDLED_DRIVER: dict[tuple[int, int], str] = {
+    (12, 0): "525.60.13", (12, 1): "530.30.02", (12, 2): "535.104.05", (12, 3): "545.23.06",
+    (12, 4): "550.54.14", (12, 5): "555.42.02", (12, 6): "560.28.03", (12, 8): "570.86.10",
+    (12, 9): "575.51.03", (13, 0): "580.65.06", (13, 1): "590.0",
+}
+# CUDA major -> the minor-version-compatibility floor (NVIDIA "CUDA Minor Version Compatibility", table 1).
+FAMILY_FLOOR: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "580.0"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict: ``name`` is a stable word for scripts, ``fix`` what to do when it is not a pass."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    checks: tuple[Check, ...]
+    bundle: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == FAIL)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "bundle": self.bundle, "checks": [c.to_dict() for c in self.checks]}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for p in text.split("."):
+        digits = "".join(ch for ch in p if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def bundled_driver(cuda: str) -> str | None:
+    """The driver that CUDA ``cuda`` ships with (the nearest lower minor in the table), or None."""
+    major, minor = ((*_version(cuda), 0, 0))[:2]
+    known = [v for k, v in sorted(BUNDLED_DRIVER.items()) if k[0] == major and k[1] <= minor]
+    return known[-1] if known else None
+
+
+def driver_verdict(driver: str, cuda: str) -> tuple[str, str]:
+    """(status, why) for an NVIDIA ``driver`` running an image built with CUDA ``cuda`` (guide 1.6 policy)."""
+    major = _version(cuda)[0]
+    floor = FAMILY_FLOOR.get(major)
+    bundled = bundled_driver(cuda)
+    have = _version(driver)
+    if bundled and have >= _version(bundled):
+        return PASS, f"driver {driver} ≥ {bundled}, the driver CUDA {cuda} ships with"
+    if floor and have >= _version(floor) and major < 13:
+        return WARN, (f"driver {driver} runs CUDA {cuda} only through minor-version compatibility (≥ {floor}); "
+                      f"PTX JIT kernels and images that set NVIDIA_REQUIRE_CUDA need ≥ {bundled}")
+    if floor is None:
+        return WARN, f"CUDA {cuda} is not in airpack's driver table; cannot judge driver {driver}"
+    return FAIL, f"driver {driver} is older than CUDA {cuda} needs (≥ {bundled or floor})"
+
+
+def check_platform(h: HostFacts, b: BundleNeeds | None) -> Check:
+    host = f"{h.os}/{h.arch}"
+    if b is None:
+        ok = h.os == "linux"
+        return Check("platform", PASS if ok else FAIL, f"host is {host}",
+                     None if ok else "airpack installs on Linux hosts only")
+    want = b.platform.split("/")
+    if [h.os, h.arch] == want[:2]:
+        return Check("platform", PASS, f"host {host} matches the bundle's {b.platform}")
+    return Check("platform", FAIL, f"host is {host}, the bundle is built for {b.platform}",
+                 f"rebuild the bundle with target.platform: linux/{h.arch}")
+
+
+def check_docker(h: HostFacts, b: BundleNeeds | None) -> list[Check]:
+    if h.docker_version is None:
+        return [Check("docker", FAIL, f"no Docker engine answers ({h.docker_error or 'unknown error'})",
+                      "start it (systemctl start docker), or point DOCKER_HOST at its socket; "
+                      "the user needs access to the socket (the docker group)")]
+    out = [Check("docker", PASS, f"Docker Engine {h.docker_version}")]
+    if b is not None and b.layer_media_types:
+        if bad := unloadable_layers(b.layer_media_types, h.docker_version):
+            out.append(Check("image-layers", FAIL, f"Docker {h.docker_version} cannot load {', '.join(bad)} layers",
+                             "upgrade Docker Engine to 23 or newer, or rebuild the bundle from gzip images"))
+        else:
+            out.append(Check("image-layers", PASS, "the engine can load every layer type in the bundle"))
+    return out
+
+
+def check_driver(h: HostFacts, b: BundleNeeds | None) -> Check:
+    if b is not None and b.gpus == 0:
+        return Check("nvidia-driver", PASS, "not needed: the bundle runs on CPU")
+    if not h.nvidia_smi:
+        if b is None:
+            return Check("nvidia-driver", PASS, "no NVIDIA driver (nvidia-smi): CPU-only bundles can run here")
+        return Check("nvidia-driver", FAIL, f"the bundle needs {b.gpus} GPU(s) and nvidia-smi is not installed",
+                     "install the NVIDIA driver" + (f" ({bundled_driver(b.cuda)} or newer for the image's "
+                                                   f"CUDA {b.cuda})" if b.cuda and bundled_driver(b.cuda) else ""))
+    if h.smi_error or not h.gpus:
+        return Check("nvidia-driver", FAIL, f"nvidia-smi failed: {h.smi_error or 'no GPU listed'}",
+                     "check the driver is loaded (nvidia-smi), reboot after a driver upgrade")
+    driver = h.gpus[0].driver
+    if b is None or b.cuda is None:
+        why = "" if b is None else "; the runtime image's CUDA version is unknown, so it was not compared"
+        return Check("nvidia-driver", PASS if b is None else WARN, f"driver {driver}{why}")
+    status, why = driver_verdict(driver, b.cuda)
+    fix = None if status == PASS else "upgrade the NVIDIA driver, or carry an image built for an older CUDA"
+    return Check("nvidia-driver", status, why, fix)
+
+
+def check_gpus(h: HostFacts, b: BundleNeeds | None) -> Check:
+    if b is None:
+        return Check("gpus", PASS, f"{len(h.gpus)} NVIDIA GPU(s)" + "".join(
+            f"; {g.name} {g.free_bytes / GIB:.1f}/{g.total_mib / 1024:.1f} GiB free" for g in h.gpus))
+    if b.gpus == 0:
+        return Check("gpus", PASS, "not needed: the bundle runs on CPU")
+    if len(h.gpus) < b.gpus:
+        return Check("gpus", FAIL, f"the bundle needs {b.gpus} GPU(s), the host has {len(h.gpus)}",
+                     "install on a host with enough GPUs, or rebuild the bundle with target.gpus lower")
+    if b.per_gpu_bytes is None:
+        return Check("gpus", WARN, f"{len(h.gpus)} GPU(s); the bundle has no memory plan to compare with",
+                     "lock with a runtime declared so the planner records what each GPU needs")
+    best = sorted(h.gpus, key=lambda g: -g.free_bytes)[: b.gpus]
+    need = b.per_gpu_bytes / GIB
+    short = [g for g in best if g.free_bytes < b.per_gpu_bytes]
+    if not short:
+        return Check("gpus", PASS, f"{b.gpus} GPU(s) with ≥ {need:.1f} GiB free each")
+    g = short[0]
+    busy = g.total_mib * 2**20 >= b.per_gpu_bytes
+    return Check("gpus", FAIL, f"GPU {g.index} ({g.name}) has {g.free_bytes / GIB:.1f} GiB free, the plan needs "
+                 f"{need:.1f} GiB per GPU",
+                 "stop what uses the GPU memory (nvidia-smi lists it)" if busy else
+                 "use larger GPUs, or rebuild with a smaller quantization or context")
+
+
+def check_gpu_runtime(h: HostFacts, b: BundleNeeds | None) -> Check:
+    have = "nvidia" in h.runtimes or bool(h.cdi_specs)
+    where = "the nvidia runtime" if "nvidia" in h.runtimes else f"CDI ({', '.join(h.cdi_specs)})"
+    if b is not None and b.gpus == 0:
+        return Check("gpu-runtime", PASS, "not needed: the bundle runs on CPU")
+    if have:
+        return Check("gpu-runtime", PASS, f"containers reach GPUs through {where}")
+    if b is None:
+        return Check("gpu-runtime", PASS if not h.gpus else WARN, "no NVIDIA container runtime or CDI spec",
+                     None if not h.gpus else "install nvidia-container-toolkit to run GPU bundles")
+    return Check("gpu-runtime", FAIL, "no NVIDIA container runtime in docker info and no CDI spec",
+                 "install nvidia-container-toolkit, then: nvidia-ctk runtime configure --runtime=docker && "
+                 "systemctl restart docker (or nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml)")
+
+
+def check_disk(h: HostFacts, b: BundleNeeds | None) -> list[Check]:
+    if h.prefix_free is None:
+        return [Check("disk", WARN, f"cannot read the free space at {h.prefix}", "check the prefix exists")]
+    if b is None:
+        return [Check("disk", PASS, f"{h.prefix_free / GIB:.1f} GiB free at {h.prefix}")]
+    out = []
+    need = b.model_bytes + 64 * 2**20
+    status = PASS if h.prefix_free >= need else FAIL
+    out.append(Check("disk", status, f"{h.prefix_free / GIB:.1f} GiB free at {h.prefix}, the weights need "
+                     f"{b.model_bytes / GIB:.2f} GiB", None if status == PASS else "free space or choose another --prefix"))
+    if h.docker_root_free is not None and b.image_bytes:
+        status = PASS if h.docker_root_free >= b.image_bytes * 2 else FAIL
+        out.append(Check("engine-disk", status, f"{h.docker_root_free / GIB:.1f} GiB free in {h.docker_root}, "
+                         f"the images need about {2 * b.image_bytes / GIB:.2f} GiB",
+                         None if status == PASS else "free space in the engine's data root (docker system prune)"))
+    return out
+
+
+def check_memory(h: HostFacts, b: BundleNeeds | None) -> list[Check]:
+    if b is None or b.host_bytes is None or h.mem_available is None:
+        return []
+    ok = h.mem_available >= b.host_bytes
+    return [Check("memory", PASS if ok else WARN, f"{h.mem_available / GIB:.1f} GiB RAM available, the plan "
+                  f"needs {b.host_bytes / GIB:.1f} GiB", None if ok else "stop other programs or add memory")]
+
+
+def run_checks(host: HostFacts, needs: BundleNeeds | None) -> DoctorReport:
+    """Every check, in a stable order."""
+    checks = [check_platform(host, needs), *check_docker(host, needs), check_driver(host, needs),
+              check_gpus(host, needs), check_gpu_runtime(host, needs), *check_disk(host, needs),
+              *check_memory(host, needs)]
+    return DoctorReport(tuple(checks), f"{needs.name} {needs.version}" if needs else None)
+
+
+def doctor(prefix: Path, manifest: Manifest | None = None, bundle: Path | None = None,
+           client: Any = None) -> DoctorReport:
+    """Gather this host's facts and check them against ``manifest`` (or the host alone)."""
+    needs = bundle_needs(manifest, bundle) if manifest is not None else None
+    return run_checks(gather_host(prefix, client), needs)

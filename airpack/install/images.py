@@ -1,0 +1,51 @@
+"""A verified bundle's images into an engine (``airpack load``) or an internal registry (``airpack push``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airpack.errors import InstallError
+from airpack.layout import IMAGES_DIR
+from airpack.lock import Lock, LockedImage
+from airpack.progress import Reporter, Silent
+from airpack.verify import VerifiedBundle
+
+
+def locked_images(verified: VerifiedBundle) -> list[LockedImage]:
+    """The images the bundle's signed lock pins (the layout was verified with the rest of the bundle)."""
+    return list(Lock.from_dict(verified.manifest.lock).images)
+
+
+def load_images(verified: VerifiedBundle, client: Any, reporter: Reporter | None = None) -> list[str]:
+    """Load every image into the engine; returns the airpack-owned tags. Image IDs are checked by the loader."""
+    from airpack.oci.engine import load_into_engine
+
+    images = locked_images(verified)
+    if not images:
+        return []
+    reporter = reporter or Silent()
+    advance = reporter.task("loading images", sum(e.size for e in verified.manifest.files if e.kind == "images"))
+    tags = load_into_engine(verified.path / IMAGES_DIR, images, client, progress=advance)
+    reporter.done(advance)
+    return tags
+
+
+def original_tags(verified: VerifiedBundle) -> list[str]:
+    """The source references the loader also tags (``docker images`` shows them by their usual names)."""
+    from airpack.oci.reference import parse_reference
+
+    return [parse_reference(i.ref).familiar() for i in locked_images(verified) if i.tag]
+
+
+def push_images(verified: VerifiedBundle, registry: str, reporter: Reporter | None = None) -> list[str]:
+    """Push every image to ``registry`` (``HOST[:PORT][/PREFIX]``); returns ``host/repo@sha256:…`` for each."""
+    from airpack.oci import push_layout
+
+    images = locked_images(verified)
+    if not images:
+        raise InstallError(f"{verified.manifest.name} {verified.manifest.version} carries no images to push")
+    reporter = reporter or Silent()
+    advance = reporter.task("pushing images", sum(e.size for e in verified.manifest.files if e.kind == "images"))
+    refs = push_layout(verified.path / IMAGES_DIR, images, registry, progress=advance)
+    reporter.done(advance)
+    return refs
