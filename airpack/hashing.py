@@ -119,29 +119,20 @@ def _advise_sequential(fd: int) -> None:
 
 def hash_file(path: Path, *, chunk_size: int = CHUNK_SIZE, progress: Progress | None = None) -> FileDigest:
     """Digest one file in a single read pass."""
-    fd = _open_regular(path)
-    try:
-        _advise_sequential(fd)
-        sink = DigestSink(chunk_size)
-        while block := os.read(fd, BLOCK_SIZE):
-            sink.update(block)
-            if progress:
-                progress(len(block))
-        return sink.close()
-    finally:
-        os.close(fd)
+    return copy_and_hash(path, None, chunk_size=chunk_size, progress=progress)
 
 
 def copy_and_hash(
-    src: Path, dst: BinaryIO, *, chunk_size: int = CHUNK_SIZE, progress: Progress | None = None
+    src: Path, dst: BinaryIO | None, *, chunk_size: int = CHUNK_SIZE, progress: Progress | None = None
 ) -> FileDigest:
-    """Copy ``src`` into the open file ``dst``, hashing the bytes as they pass (one read of the source)."""
+    """Copy ``src`` into the open file ``dst`` (None: only hash), hashing the bytes as they pass (one read)."""
     fd = _open_regular(src)
     try:
         _advise_sequential(fd)
         sink = DigestSink(chunk_size)
         while block := os.read(fd, BLOCK_SIZE):
-            dst.write(block)
+            if dst is not None:
+                dst.write(block)
             sink.update(block)
             if progress:
                 progress(len(block))

@@ -115,9 +115,9 @@ def _listed(sums: bytes, problems: list[Problem]) -> dict[str, str]:
         problems.append(Problem("malformed-sums", f"{SUMS}:{n}", why))
     listed: dict[str, str] = {}
     for line in lines:
-        why = path_problem(line.path)
-        if why or line.path in UNLISTED:
-            problems.append(Problem("unsafe-path", line.path, why or "the checksum list cannot list itself"))
+        unsafe = path_problem(line.path)
+        if unsafe or line.path in UNLISTED:
+            problems.append(Problem("unsafe-path", line.path, unsafe or "the checksum list cannot list itself"))
         elif line.path in listed:
             problems.append(Problem("duplicate-entry", line.path, f"listed twice ({SUMS} line {line.line})"))
         else:
@@ -161,14 +161,14 @@ def _check_files(bundle: Path, listed: dict[str, str], manifest: Manifest | None
     jobs: list[RangeCheck] = []
     total = 0
     for rel, sha in sorted(listed.items()):
-        mode = found.get(rel)
-        if mode is None:
+        listed_mode = found.get(rel)
+        if listed_mode is None:
             problems.append(Problem("missing", rel, "listed in SHA256SUMS but absent"))
             continue
-        if stat.S_ISLNK(mode):
+        if stat.S_ISLNK(listed_mode):
             problems.append(Problem("symlink", rel, "a symbolic link where a file was signed"))
             continue
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(listed_mode):
             problems.append(Problem("not-regular-file", rel, "not a regular file"))
             continue
         size = (bundle / rel).lstat().st_size
