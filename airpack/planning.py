@@ -9,10 +9,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from airpack.errors import CompatibilityError
 from airpack.lock import LockedModel
-from airpack.plan import Plan, PlanRequest, choose_quant, gguf_candidates_from_dir, lookup_gpu, model_facts_from_dir
+from airpack.plan import (
+    Check,
+    ModelFacts,
+    Plan,
+    PlanRequest,
+    choose_quant,
+    compatibility_checks,
+    gguf_candidates_from_dir,
+    lookup_gpu,
+    model_facts_from_dir,
+    plan,
+)
 from airpack.selection import Excluded
 from airpack.spec import Spec
 
@@ -70,18 +82,40 @@ def _ggufs(model: LockedModel) -> list[str]:
     return [f.path for f in model.files if f.path.endswith(".gguf")]
 
 
+def local_facts(spec: Spec, model: LockedModel) -> ModelFacts:
+    """A local-folder model's own numbers (headers only; the largest GGUF when there are several)."""
+    folder = spec.model_dir
+    assert folder is not None  # noqa: S101 - a local model has a folder
+    ggufs = _ggufs(model)
+    return model_facts_from_dir(folder, gguf_file=max(ggufs, key=lambda p: (folder / p).stat().st_size)
+                                if ggufs else None)
+
+
 def plan_local(spec: Spec, model: LockedModel, o: Overrides | None = None) -> Plan | None:
     """Plan a local-folder model from its headers; None when the target's memory is unknown."""
-    folder = spec.model_dir
-    if folder is None or not memory_known(spec, o):
+    if spec.model_dir is None or not memory_known(spec, o):
         return None
-    req = plan_request(spec, o)
-    ggufs = _ggufs(model)
-    facts = model_facts_from_dir(folder, gguf_file=max(ggufs, key=lambda p: (folder / p).stat().st_size)
-                                 if ggufs else None)
-    from airpack.plan import plan  # noqa: PLC0415
+    return plan(local_facts(spec, model), plan_request(spec, o))
 
-    return plan(facts, req)
+
+def _check_dicts(checks: tuple[Check, ...] | list[Check]) -> tuple[dict[str, Any], ...]:
+    return tuple({"name": c.name, "status": c.status, "message": c.message} for c in checks)
+
+
+def verdict(spec: Spec, facts: ModelFacts) -> tuple[dict[str, Any] | None, tuple[dict[str, Any], ...]]:
+    """What ``lock`` records: the plan (when the target's memory is known) and the checks. Any failed check is
+    a ``CompatibilityError``: nothing is downloaded for a model that cannot fit or run."""
+    if spec.runtime is None:
+        return None, ()
+    req = plan_request(spec)
+    if memory_known(spec):
+        result = plan(facts, req)
+        enforce(result)
+        return result.to_dict(), _check_dicts(result.checks)
+    checks = compatibility_checks(facts, req)
+    _raise_failed(list(checks))
+    note = Check("fits", "warn", "memory not planned: give target.gpu or target.vram (host RAM when gpus is 0)")
+    return None, _check_dicts([*checks, note])
 
 
 def choose_local_quant(spec: Spec, model: LockedModel) -> LockedModel:
@@ -101,21 +135,30 @@ def choose_local_quant(spec: Spec, model: LockedModel) -> LockedModel:
                    quant={"want": want, "chosen": choice.candidate.label, "file": chosen, "reason": choice.reason})
 
 
-def enforce(plan: Plan) -> None:
+def enforce(result: Plan) -> None:
     """Lock refuses a model that will not fit or run: exit 2 with what failed and what would fit instead."""
-    failed = [c for c in plan.checks if c.status == "fail"]
+    _raise_failed(list(result.checks))
+
+
+def _raise_failed(checks: list[Check]) -> None:
+    failed = [c for c in checks if c.status == "fail"]
     if failed:
         raise CompatibilityError("; ".join(f"{c.name}: {c.message}" for c in failed),
                                  hint="see 'airpack plan' for the numbers")
 
 
 def plan_spec(spec: Spec, o: Overrides | None = None) -> Plan | None:
-    """``airpack plan``: a local model is read from its folder (no network)."""
+    """``airpack plan``: a local model is read from its folder (no network); a Hub model through range reads
+    of its metadata. None when the target's memory is unknown."""
     from airpack.lock import lock_local  # noqa: PLC0415
 
+    if not memory_known(spec, o):
+        return None
     if spec.model.path is None:
-        raise CompatibilityError("planning a Hugging Face model is not implemented yet; lock and build it, "
-                                 "then plan the folder it was built from")
+        from airpack.resolve import lock_hub  # noqa: PLC0415
+        from airpack.sources.hf_plan import hub_model_facts  # noqa: PLC0415
+
+        return plan(hub_model_facts(lock_hub(spec)), plan_request(spec, o))
     model = choose_local_quant(spec, lock_local(spec, digest_of=size_only))
     return plan_local(spec, model, o)
 

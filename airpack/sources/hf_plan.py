@@ -1,0 +1,87 @@
+"""Plan a Hub model without downloading its weights: ``config.json`` (checked against the lock), each
+safetensors header and the head of each GGUF file, read with HTTP range requests through huggingface_hub's
+own session (so tokens, endpoints and proxies behave as for downloads)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from typing import Any
+
+from huggingface_hub import hf_hub_url
+from huggingface_hub.utils import build_hf_headers, get_session  # type: ignore[attr-defined]
+
+from airpack.errors import FetchError, SourceError
+from airpack.lock import LockedFile, LockedModel
+from airpack.plan import GgufSummary, ModelFacts, gguf_summary_from_prefix, model_facts_from_headers
+
+MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on a header
+GGUF_PREFIXES = (4 << 20, 16 << 20, 64 << 20)  # a GGUF header with a 150k-token vocabulary is ~10 MB
+
+
+class _Reader:
+    def __init__(self, model: LockedModel, endpoint: str | None, token: str | None) -> None:
+        assert model.repo and model.commit  # noqa: S101 - a Hub lock always has both
+        self.model, self.endpoint = model, endpoint
+        self.headers = build_hf_headers(token=token)
+
+    def get(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        url = hf_hub_url(str(self.model.repo), path, revision=self.model.commit, endpoint=self.endpoint)
+        headers = dict(self.headers)
+        if start is not None:
+            headers["Range"] = f"bytes={start}-{end}"
+        resp = get_session().get(url, headers=headers, follow_redirects=True)
+        if resp.status_code not in (200, 206):
+            raise SourceError(f"{self.model.repo}@{str(self.model.commit)[:12]}: {path}: HTTP {resp.status_code} "
+                              "while reading metadata for the plan")
+        data: bytes = resp.content
+        if start is not None and resp.status_code == 200:  # the server ignored Range: keep the part asked for
+            data = data[start:(end or len(data)) + 1]
+        return data
+
+
+def _config(r: _Reader, f: LockedFile) -> dict[str, Any]:
+    data = r.get(f.path)
+    if hashlib.sha256(data).hexdigest() != f.sha256:
+        raise FetchError(f"{f.path}: the Hub served other bytes than it listed at lock time")
+    parsed: dict[str, Any] = json.loads(data)
+    return parsed
+
+
+def _safetensors_header(r: _Reader, f: LockedFile) -> dict[str, Any]:
+    (n,) = struct.unpack("<Q", r.get(f.path, 0, 7))
+    if n > MAX_HEADER or n + 8 > f.size:
+        raise SourceError(f"{f.path}: safetensors header length {n} is not plausible for a {f.size}-byte file")
+    header: dict[str, Any] = json.loads(r.get(f.path, 8, 8 + n - 1))
+    return header
+
+
+def _gguf(r: _Reader, f: LockedFile) -> GgufSummary:
+    last: SourceError | None = None
+    for size in GGUF_PREFIXES:
+        prefix = r.get(f.path, 0, min(size, f.size) - 1)
+        try:
+            return gguf_summary_from_prefix(prefix, f.size, f.path)
+        except SourceError as exc:  # the header runs past this prefix: read more
+            last = exc
+            if size >= f.size:
+                break
+    assert last is not None  # noqa: S101
+    raise last
+
+
+def hub_model_facts(model: LockedModel, *, endpoint: str | None = None, token: str | None = None) -> ModelFacts:
+    """The model's own numbers for the planner, from a Hub lock, reading only metadata."""
+    r = _Reader(model, endpoint, token)
+    by_path = {f.path: f for f in model.files}
+    config = _config(r, by_path["config.json"]) if "config.json" in by_path else None
+    ggufs = [f for f in model.files if f.path.endswith(".gguf")]
+    if ggufs:
+        main = max(ggufs, key=lambda f: f.size)
+        return model_facts_from_headers(config, gguf_files=[_gguf(r, main)], source=str(model.repo),
+                                        files=[f.path for f in model.files])
+    headers = [_safetensors_header(r, f) for f in model.files if f.path.endswith(".safetensors")]
+    if not headers:
+        raise SourceError(f"{model.repo}: no safetensors or GGUF weights selected to plan from")
+    return model_facts_from_headers(config, headers, source=str(model.repo), files=[f.path for f in model.files])

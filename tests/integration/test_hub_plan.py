@@ -1,0 +1,64 @@
+"""Planning a Hub model from metadata alone: config.json plus safetensors headers or a GGUF's head, read with
+HTTP range requests against the hub server fixture; the weights are never downloaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hubserver import HubServer
+
+from airpack import planning
+from airpack.sources import resolve_hub
+from airpack.sources.hf_plan import hub_model_facts
+from airpack.spec import ModelSpec, parse_spec
+
+pytestmark = pytest.mark.integration
+
+
+def _spec(tmp_path: Path, repo: str, runtime: str) -> dict[str, object]:
+    return {"apiVersion": "airpack/v1", "name": "p", "version": "1.0.0", "model": {"repo": repo},
+            "runtime": {"engine": runtime, "image": "docker-daemon:unused:1", "context": 1024},
+            "target": {"gpus": 1, "gpu": "T4"}}
+
+
+def test_safetensors_facts_from_range_reads(hub: HubServer, tmp_path: Path) -> None:
+    locked = resolve_hub(ModelSpec(repo="acme/tiny", files=("*.json", "*.safetensors")), endpoint=hub.url)
+    facts = hub_model_facts(locked, endpoint=hub.url)
+    weights = next(f for f in locked.files if f.path == "model.safetensors")
+    assert facts.num_layers == 2 and facts.num_attention_heads == 4
+    assert 0 < facts.weights_bytes < weights.size  # tensor bytes: the file minus its header
+    spec = parse_spec(_spec(tmp_path, "acme/tiny", "vllm"), tmp_path)
+    plan, checks = planning.verdict(spec, facts)
+    # float32 checkpoint: the engine loads it in 16-bit, so half the bytes sit on the GPU
+    assert plan is not None and plan["weights_bytes"] == facts.weights_bytes // 2 and plan["fits"]
+    assert {c["name"] for c in checks} >= {"format", "fits"}
+
+
+def test_gguf_head_is_enough_and_weights_stay_on_the_hub(hub: HubServer, tmp_path: Path) -> None:
+    locked = resolve_hub(ModelSpec(repo="acme/smol"), endpoint=hub.url)
+    gguf = next(f for f in locked.files if f.path.endswith(".gguf"))
+    seen = len(hub.state.requests)
+    facts = hub_model_facts(locked, endpoint=hub.url)
+    assert facts.weight_format == "gguf" and facts.num_layers == 30 and facts.num_kv_heads == 3
+    sent = sum(r.body_bytes for r in hub.state.requests[seen:])
+    assert 0 < sent < gguf.size // 4  # only the head of the 98 MB file crossed the wire
+    assert any(r.range for r in hub.state.requests[seen:])
+    spec = parse_spec(_spec(tmp_path, "acme/smol", "llamacpp"), tmp_path)
+    plan, _ = planning.verdict(spec, facts)
+    assert plan is not None and plan["kv_bytes_per_token"] == 30 * 2 * 3 * 64 * 2
+
+
+def test_cli_lock_refuses_gguf_for_vllm_before_images(hub: HubServer, tmp_path: Path) -> None:
+    (tmp_path / "airpack.yaml").write_text(
+        "apiVersion: airpack/v1\nname: p\nversion: 1.0.0\nmodel:\n  repo: acme/smol\n"
+        "runtime:\n  engine: vllm\ntarget:\n  gpus: 1\n  gpu: L4\n")
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
+    proc = subprocess.run([sys.executable, "-m", "airpack", "lock", str(tmp_path / "airpack.yaml")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "format:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "airpack.lock").exists()
