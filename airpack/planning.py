@@ -18,6 +18,7 @@ from airpack.plan import (
     ModelFacts,
     Plan,
     PlanRequest,
+    QuantCandidate,
     choose_quant,
     compatibility_checks,
     gguf_candidates_from_dir,
@@ -119,13 +120,19 @@ def verdict(spec: Spec, facts: ModelFacts) -> tuple[dict[str, Any] | None, tuple
 
 
 def choose_local_quant(spec: Spec, model: LockedModel) -> LockedModel:
-    """``model.quant``: keep the one GGUF variant that fits (``auto``: the highest-quality one); record why."""
-    want = spec.model.quant
+    """``model.quant`` for a local folder: see ``keep_quant``."""
     folder = spec.model_dir
-    if not want or folder is None or len(_ggufs(model)) == 0:
+    if not spec.model.quant or folder is None or len(_ggufs(model)) == 0:
         return model
+    return keep_quant(spec, model, gguf_candidates_from_dir(folder))
+
+
+def keep_quant(spec: Spec, model: LockedModel, candidates: tuple[QuantCandidate, ...]) -> LockedModel:
+    """Keep the one GGUF variant that fits (``auto``: the highest-quality one) and record why in the lock."""
+    want = spec.model.quant
+    assert want  # noqa: S101 - callers check
     req = plan_request(spec)  # memory unknown: UNSIZED, so the ranking is by quality alone
-    choice = choose_quant(gguf_candidates_from_dir(folder), req, want)
+    choice = choose_quant(candidates, req, want)
     chosen = choice.candidate.ref
     stem = re.sub(r"-\d{5}-of-\d{5}\.gguf$", "", chosen)
     keep = tuple(f for f in model.files if not f.path.endswith(".gguf") or f.path.startswith(stem))

@@ -49,9 +49,12 @@ def resolve(spec: Spec, *, cache_dir: Path) -> Lock:
         model = _hash_local(spec, model)
     else:
         model = lock_hub(spec)
-        if spec.runtime is not None and not spec.model.cache:
-            from airpack.sources.hf_plan import hub_model_facts  # noqa: PLC0415
+        if not spec.model.cache:
+            from airpack.sources import hf_plan  # noqa: PLC0415
 
-            plan, checks = planning.verdict(spec, hub_model_facts(model))
+            if spec.model.quant and len(hf_plan.gguf_groups(model)) > 0:
+                model = planning.keep_quant(spec, model, hf_plan.hub_gguf_candidates(model))
+            if spec.runtime is not None:
+                plan, checks = planning.verdict(spec, hf_plan.hub_model_facts(model))
     images = lock_images(spec)
     return Lock(spec_digest=spec.digest(), model=model, images=images, plan=plan, checks=checks)

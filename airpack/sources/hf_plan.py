@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from typing import Any
 
@@ -14,10 +15,11 @@ from huggingface_hub.utils import build_hf_headers, get_session  # type: ignore[
 
 from airpack.errors import FetchError, SourceError
 from airpack.lock import LockedFile, LockedModel
-from airpack.plan import GgufSummary, ModelFacts, gguf_summary_from_prefix, model_facts_from_headers
+from airpack.plan import GgufSummary, ModelFacts, QuantCandidate, gguf_summary_from_prefix, model_facts_from_headers
 
 MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on a header
-GGUF_PREFIXES = (4 << 20, 16 << 20, 64 << 20)  # a GGUF header with a 150k-token vocabulary is ~10 MB
+GGUF_PREFIXES = (4 << 20, 16 << 20, 64 << 20)
+_SPLIT = re.compile(r"-\d{5}-of-\d{5}(?=\.gguf$)")  # a GGUF header with a 150k-token vocabulary is ~10 MB
 
 
 class _Reader:
@@ -71,16 +73,46 @@ def _gguf(r: _Reader, f: LockedFile) -> GgufSummary:
     raise last
 
 
-def hub_model_facts(model: LockedModel, *, endpoint: str | None = None, token: str | None = None) -> ModelFacts:
-    """The model's own numbers for the planner, from a Hub lock, reading only metadata."""
+def gguf_groups(model: LockedModel) -> dict[str, list[LockedFile]]:
+    """The GGUF variants of a lock: split shards ("-00001-of-00003") grouped under their first shard."""
+    groups: dict[str, list[LockedFile]] = {}
+    for f in sorted(model.files, key=lambda f: f.path):
+        name = f.path.rsplit("/", 1)[-1]
+        if not f.path.endswith(".gguf") or name.lower().startswith("mmproj"):
+            continue
+        groups.setdefault(_SPLIT.sub("", f.path), []).append(f)
+    return {files[0].path: files for files in groups.values()}
+
+
+def _variant_facts(r: _Reader, model: LockedModel, config: dict[str, Any] | None,
+                   shards: list[LockedFile]) -> ModelFacts:
+    return model_facts_from_headers(config, gguf_files=[_gguf(r, f) for f in shards], source=str(model.repo),
+                                    files=[f.path for f in model.files])
+
+
+def _config_of(r: _Reader, model: LockedModel) -> dict[str, Any] | None:
+    cfg = next((f for f in model.files if f.path == "config.json"), None)
+    return _config(r, cfg) if cfg is not None else None
+
+
+def hub_gguf_candidates(model: LockedModel, *, endpoint: str | None = None,
+                        token: str | None = None) -> tuple[QuantCandidate, ...]:
+    """One planner candidate per GGUF variant of the repo, each from its shards' heads."""
     r = _Reader(model, endpoint, token)
-    by_path = {f.path: f for f in model.files}
-    config = _config(r, by_path["config.json"]) if "config.json" in by_path else None
-    ggufs = [f for f in model.files if f.path.endswith(".gguf")]
-    if ggufs:
-        main = max(ggufs, key=lambda f: f.size)
-        return model_facts_from_headers(config, gguf_files=[_gguf(r, main)], source=str(model.repo),
-                                        files=[f.path for f in model.files])
+    config = _config_of(r, model)
+    return tuple(QuantCandidate(ref, _variant_facts(r, model, config, shards))
+                 for ref, shards in gguf_groups(model).items())
+
+
+def hub_model_facts(model: LockedModel, *, endpoint: str | None = None, token: str | None = None) -> ModelFacts:
+    """The model's own numbers for the planner, from a Hub lock, reading only metadata (the largest GGUF
+    variant when several are selected: choose one with ``model.quant``)."""
+    r = _Reader(model, endpoint, token)
+    config = _config_of(r, model)
+    groups = gguf_groups(model)
+    if groups:
+        shards = max(groups.values(), key=lambda fs: sum(f.size for f in fs))
+        return _variant_facts(r, model, config, shards)
     headers = [_safetensors_header(r, f) for f in model.files if f.path.endswith(".safetensors")]
     if not headers:
         raise SourceError(f"{model.repo}: no safetensors or GGUF weights selected to plan from")

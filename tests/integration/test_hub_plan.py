@@ -62,3 +62,28 @@ def test_cli_lock_refuses_gguf_for_vllm_before_images(hub: HubServer, tmp_path: 
     assert proc.returncode == 2, proc.stderr
     assert "format:" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "airpack.lock").exists()
+
+
+def test_quant_choice_among_a_repos_gguf_variants(hub: HubServer, smollm2_gguf: tuple[Path, str],
+                                                  tmp_path: Path) -> None:
+    import json
+
+    from hubserver import GGUF_NAME, commit_id, lfs, lfs_on_disk
+
+    from tests.unit.plan_helpers import write_tiny_gguf
+
+    tiny = write_tiny_gguf(tmp_path / "tiny-Q8_0.gguf").read_bytes()
+    commit = commit_id("variants")
+    hub.add_repo("acme/variants", {commit: [lfs_on_disk(GGUF_NAME, *smollm2_gguf), lfs("tiny-Q8_0.gguf", tiny)]},
+                 {"main": commit})
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
+    for want, expected in (("Q8_0", "tiny-Q8_0.gguf"), ("auto", GGUF_NAME)):
+        (tmp_path / "airpack.yaml").write_text(
+            f"apiVersion: airpack/v1\nname: v\nversion: 1.0.0\nmodel:\n  repo: acme/variants\n  quant: {want}\n")
+        proc = subprocess.run([sys.executable, "-m", "airpack", "lock", str(tmp_path / "airpack.yaml")],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        model = json.loads((tmp_path / "airpack.lock").read_text())["model"]
+        assert [f["path"] for f in model["files"]] == [expected]
+        assert model["quant"]["file"] == expected
+        assert any("model.quant" in e["reason"] for e in model["excluded"])
