@@ -193,7 +193,9 @@ def check_ranges(
             with lock:
                 results[job.key] = False
 
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+    # Twice the cores: hashing is CPU-bound when the data is cached, but from a cold disk or USB medium more
+    # reads in flight keep the device busy (measured: 2.6 GB cold in 3.0-3.7 s with 4-6 threads, 4.5-6.3 s with 2).
+    with ThreadPoolExecutor(max_workers=workers or min(8, 2 * default_workers())) as pool:
         list(pool.map(run, ordered))
     return results
 
