@@ -245,9 +245,19 @@ def verify(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def inspect(bundle: BundleArg, as_json: JsonOpt = False) -> None:
+def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
+        "--show-diff", help="Show how install changes the deploy files (host parameters).")] = False,
+            as_json: JsonOpt = False) -> None:
     """Show what a bundle says it contains (unverified: run 'airpack verify' to prove it)."""
     from airpack.describe import describe_bundle  # noqa: PLC0415
+
+    def describe() -> dict[str, Any]:
+        d = describe_bundle(bundle)
+        if show_diff or as_json:
+            from airpack.install.targets import bundle_deploy_diff  # noqa: PLC0415
+
+            d["deployDiff"] = bundle_deploy_diff(bundle) if d["deploy"] else {}
+        return d
 
     def render(d: dict[str, Any]) -> None:
         err.print(f"{d['name']} {d['version']} (created {d['created']}, airpack {d['airpackVersion']}, "
@@ -262,8 +272,11 @@ def inspect(bundle: BundleArg, as_json: JsonOpt = False) -> None:
             err.print(f"image: {i.get('ref')} {i.get('digest')} {i.get('platform', '')}", markup=False)
         for k, v in sorted(d["kinds"].items()):
             err.print(f"{k}: {v['files']} files, {v['bytes']:,} bytes", markup=False)
+        for target, diff in sorted(d.get("deployDiff", {}).items()):
+            err.print(f"--- {target}: as built → as installed with defaults (host network, API key)", markup=False)
+            err.print(diff.rstrip() or "(no change)", markup=False, highlight=False)
 
-    _run("inspect", as_json, lambda: describe_bundle(bundle), render)
+    _run("inspect", as_json, describe, render)
 
 
 # ---- install side: doctor, load, push, install, status, uninstall (library: airpack.install) -------------
@@ -398,13 +411,19 @@ def _render_install(r: dict[str, Any]) -> None:
 @app.command()
 def install(
     bundle: BundleArg, key: PubKeyOpt, prefix: PrefixOpt,
-    target: Annotated[str, typer.Option("--target", help="Where to run it (docker).")] = "docker",
+    target: Annotated[str, typer.Option("--target", help="Where to run it: docker, compose, systemd or "
+                                        "kubernetes.")] = "docker",
     port: Annotated[int, typer.Option("--port", help="Port of the endpoint.")] = 8000,
     bind: Annotated[str, typer.Option("--bind", help="Address the endpoint listens on.")] = "127.0.0.1",
     network: Annotated[str, typer.Option("--network", help="host (the engine binds --bind:--port itself) or "
                                          "bridge (published port).")] = "host",
     allow_downgrade: Annotated[bool, typer.Option("--allow-downgrade", help="Install over a newer version.")] = False,
     no_api_key: Annotated[bool, typer.Option("--no-api-key", help="Leave the endpoint without an API key.")] = False,
+    registry: Annotated[str | None, typer.Option("--registry", help="kubernetes: HOST[:PORT][/PREFIX] that "
+                                                 "'airpack push' put the images in.")] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="kubernetes: run kubectl apply.")] = False,
+    show_diff: Annotated[bool, typer.Option("--show-diff", help="Print the deploy files' changes from the "
+                                            "as-built defaults.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify, check the host, copy weights, load images, start the engine, wait for health, smoke-test it.
@@ -414,6 +433,14 @@ def install(
     """
     from airpack.install import InstallOptions  # noqa: PLC0415
 
+    if target != "docker":  # compose, systemd, kubernetes: airpack.install.targets (docs/targets.md)
+        from airpack.install import targets as t  # noqa: PLC0415
+
+        _run("install", as_json, lambda: t.cli_install(bundle, key, t.TargetOptions(
+            prefix=prefix, target=target, port=port, bind=bind, network=network, allow_downgrade=allow_downgrade,
+            api_key=not no_api_key, registry=registry, apply=apply), _live(not as_json), _verified),
+            lambda r: err.print(t.render_text(r, show_diff), markup=False))
+        return
     options = InstallOptions(prefix=prefix, target=target, port=port, bind=bind, network=network,
                              allow_downgrade=allow_downgrade, api_key=not no_api_key)
     _run("install", as_json, lambda: _install_impl(bundle, key, options, not as_json), _render_install)
@@ -427,6 +454,12 @@ def _render_status(r: dict[str, Any]) -> None:
     if s := r["smoke"]:
         err.print(f"last smoke test: {'ok' if s['ok'] else 'FAILED'}, {s['completionTokens']} tokens, first token "
                   f"{s['ttftSeconds']} s, {s['tokensPerSecond']} tokens/s ({r['installed']})", markup=False)
+    for v in r.get("versions") or ():
+        mark = "active" if v["active"] else "previous" if v["previous"] else "kept"
+        err.print(f"  {v['id']:<28} {mark:<8} container {(v['container'] or {}).get('status', 'missing')}",
+                  markup=False)
+    if p := r.get("pending"):
+        err.print(f"unfinished {p['op']} to {p['to']} (phase {p['phase']}): in progress", markup=False)
 
 
 @app.command()
@@ -443,9 +476,13 @@ def uninstall(
     remove_weights: Annotated[bool, typer.Option("--remove-weights", help="Also delete the copied weights.")] = False,
     remove_images: Annotated[bool, typer.Option("--remove-images", help="Also remove the images from the engine.")]
     = False,
+    version: Annotated[str | None, typer.Option("--version", help="Remove only this installed version (not the "
+                                                "active one): its container, weights and files.")] = None,
+    all_versions: Annotated[bool, typer.Option("--all", help="Remove every version (the default without "
+                                               "--version).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Stop and remove the service's container; weights and images stay unless asked."""
+    """Stop and remove the service's containers; weights and images stay unless asked."""
     from airpack.install import uninstall as do_uninstall  # noqa: PLC0415
 
     def render(r: dict[str, Any]) -> None:
@@ -453,8 +490,27 @@ def uninstall(
                   + (f", images {', '.join(r['imagesRemoved'])}" if r["imagesRemoved"] else "")
                   + ("; weights kept" if r["weightsKept"] else "; weights removed"), markup=False)
 
-    _run("uninstall", as_json, lambda: do_uninstall(prefix, remove_weights=remove_weights,
-                                                    remove_images=remove_images), render)
+    def run() -> dict[str, Any]:
+        from airpack.errors import UsageError  # noqa: PLC0415
+
+        if version is not None and all_versions:
+            raise UsageError("give --version or --all, not both")
+        return do_uninstall(prefix, version=version, remove_weights=remove_weights, remove_images=remove_images)
+
+    _run("uninstall", as_json, run, render)
+
+
+@app.command()
+def rollback(prefix: PrefixOpt, as_json: JsonOpt = False) -> None:
+    """Switch back to the previous installed version (health and smoke checked; exit 4 when it fails)."""
+    from airpack.install import rollback as do_rollback  # noqa: PLC0415
+
+    def run() -> dict[str, Any]:
+        with _live(not as_json) as (_, event):
+            return do_rollback(prefix, on_event=event)
+
+    _run("rollback", as_json, run, lambda r: err.print(
+        f"rolled back {r['name']} {r['previousVersion']} -> {r['version']}; endpoint {r['endpoint']}", markup=False))
 
 
 def _plan_impl(spec_path: Path, o: Any) -> dict[str, Any]:

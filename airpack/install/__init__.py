@@ -8,21 +8,21 @@ failure cheap: host checks, the downgrade rule and the weights copy all happen b
 
 from __future__ import annotations
 
-import contextlib
+import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import HealthError, InstallError, VerificationError
+from airpack.errors import AirpackError, HealthError, InstallError, VerificationError
 from airpack.hashing import sha256_bytes
-from airpack.install import engine, host
+from airpack.install import audit, engine, host, lifecycle, versions
 from airpack.install.doctor import DoctorReport, doctor
-from airpack.install.health import SmokeResult, probe, smoke_test, wait_healthy
+from airpack.install.health import SmokeResult, probe
 from airpack.install.images import load_images, original_tags
+from airpack.install.manage import status, uninstall
 from airpack.layout import Entry
 from airpack.lock import Lock
 from airpack.progress import Reporter, Silent
@@ -91,9 +91,30 @@ class _Clock:
 
 def install(verified: VerifiedBundle, options: InstallOptions, *, client: Any = None,
             reporter: Reporter | None = None, on_event: Event | None = None) -> InstallResult:
-    """Check the host, copy the weights, load the images, start the engine, wait for health, smoke-test it."""
-    say = on_event or (lambda _: None)
-    reporter = reporter or Silent()
+    """Check the host, copy the weights, load the images, switch to the new version, health, smoke test.
+
+    The prefix is locked for the whole install. A version already active stays staged (stopped, kept) and is
+    started again if the new one fails; every step is journaled (see :mod:`airpack.install.versions`).
+    """
+    m = verified.manifest
+    prefix = options.prefix.absolute()
+    if options.target not in TARGETS:
+        raise InstallError(f"install target {options.target!r} is not supported", hint="use --target docker")
+    with versions.locked(prefix):
+        audit.append(prefix, audit.entry("verify", name=m.name, version=m.version, digest=verified.sums_sha256,
+                                         key_fingerprint=verified.key_fingerprint, bundle=str(verified.path)))
+        try:
+            return _install(verified, options, prefix, client, reporter or Silent(), on_event or (lambda _: None))
+        except AirpackError as exc:
+            if not isinstance(exc, HealthError):  # a health failure was audited with the restore outcome
+                audit.append(prefix, audit.entry("install", name=m.name, version=m.version,
+                                                 digest=verified.sums_sha256, outcome="failed", reason=str(exc),
+                                                 key_fingerprint=verified.key_fingerprint))
+            raise
+
+
+def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, client: Any, reporter: Reporter,
+             say: Event) -> InstallResult:
     clock = _Clock()
     m = verified.manifest
     spec = parse_spec(m.spec, verified.path, check_paths=False)
@@ -101,94 +122,147 @@ def install(verified: VerifiedBundle, options: InstallOptions, *, client: Any = 
     if spec.runtime is None:
         raise InstallError(f"{m.name} {m.version} declares no runtime: there is nothing to run",
                            hint="copy the weights from the bundle's model/ folder yourself")
-    if options.target not in TARGETS:
-        raise InstallError(f"install target {options.target!r} is not supported", hint="use --target docker")
-    prefix = options.prefix.absolute()
-    params = HostParams(prefix=str(prefix), port=options.port, bind=options.bind, gpus=spec.target.gpus,
+    client = engine.connect(client)
+    record = versions.read_record(prefix)
+    if record is not None and record.pending is not None:
+        record = lifecycle.undo(client, prefix, record, say)
+    if record is not None and record.name != m.name:
+        raise InstallError(f"the prefix holds {record.name}, not {m.name}",
+                           hint="uninstall it first, or choose another --prefix")
+    current = versions.read_version(prefix, record.active) if record and record.active else None
+    vid = versions.version_id(m.version, verified.sums_sha256)
+    vdir = versions.version_dir(prefix, vid)
+    params = HostParams(prefix=str(vdir), port=options.port, bind=options.bind, gpus=spec.target.gpus,
                         network=options.network,
                         api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None)
     from airpack.deploy import deploy_context
 
     ctx = deploy_context(spec, lock, list(m.images))
     runtime = next(i for i in lock.images if i.role == "runtime")
-    name = engine.container_name(ctx.slug, prefix)
+    name = f"{engine.container_name(ctx.slug, prefix)}-{vid}"
     cspec = engine.container_spec(ctx, params, image_id=runtime.config_digest, digest=verified.sums_sha256,
                                   name=name)
+    labels = dict(cspec.labels) | {engine.LABEL_PREFIX: str(prefix), lifecycle.LABEL_VERSION_ID: vid}
+    cspec = replace(cspec, labels=tuple(labels.items()))
 
-    client = engine.connect(client)
     say("checking the host")
     report = doctor(prefix, m, verified.path, client)
     if not report.ok:
         raise _failed_checks(report)
-    current = host.read_state(prefix)
+    if record is not None and record.active == vid and current is not None:
+        return _already_active(prefix, current, rendered_files(m), report)
     host.check_upgrade(current, m.name, m.version, allow_downgrade=options.allow_downgrade)
-    # What runs on this host: Compose, systemd and Ollama files (Kubernetes ones need a cluster's registry).
     deploy_src = {e.path.removeprefix("deploy/"): _read_signed(verified.path, e)
                   for e in m.files if e.kind == "deploy" and not e.path.startswith("deploy/kubernetes/")}
     rendered = render_host(deploy_src, params)
     clock.lap("doctor")
 
-    prefix.mkdir(parents=True, exist_ok=True)
-    weights = [e for e in m.files if e.kind == "model"]
-    advance = reporter.task("copying weights", sum(e.size for e in weights))
-    stage = host.stage_weights(verified.path, weights, prefix, advance)
-    reporter.done(advance)
-    clock.lap("copyWeights")
+    op = "install" if current is None else "upgrade"
+    base = record or versions.Record(name=m.name)
+    base = replace(base, previous=None if base.previous == vid else base.previous)
+    for cid in lifecycle.containers_of(client, prefix, vid):  # a kept copy of this very version: replaced
+        engine.remove(client, cid)
+    record = replace(base, pending=versions.Pending(op, base.active, vid, True, "copying",
+                                                    pid=os.getpid(), started=versions.now()))
+    versions.write_record(prefix, record)
+    container_id = ""
     try:
+        _stage(verified, prefix, vid, rendered, reporter)
+        clock.lap("copyWeights")
+        record = versions.set_phase(prefix, record, "loading")
         tags = [*load_images(verified, client, reporter), *original_tags(verified)]
         clock.lap("loadImages")
-        for old in {*engine.containers_for(client, str(prefix)), *((current.container_id,) if current else ())}:
-            engine.remove(client, old)
+        key_file, new_key = host.ensure_api_key(prefix) if options.api_key else (None, None)
+        record = versions.set_phase(prefix, record, "stopping")
+        if current is not None:
+            say(f"stopping {current.container_name} (kept, to be started again if {m.version} fails)")
+            lifecycle.stop(client, current.container_id)
         engine.remove(client, name)
         _check_port_free(params)
-        host.publish_weights(stage, prefix)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)  # gone already once published
-        raise
-    deploy_files = host.write_deploy(prefix, rendered)
-    key_file, new_key = host.ensure_api_key(prefix) if options.api_key else (None, None)
-    say(f"starting {name}")
-    container_id = engine.start(client, cspec)
-    clock.lap("start")
-
-    url = engine.base_url(params.bind, params.port)
-    health_url = url + cspec.health_path
-    timeout = options.health_timeout or float(cspec.start_period_s)
-    try:
-        wait_healthy(health_url, timeout=timeout, alive=lambda: engine.exited(client, container_id),
-                     on_event=say)
-        clock.lap("healthy")
-        say("smoke test: one chat completion")
-        smoke = smoke_test(url, ctx.served_name, host.read_api_key(key_file) if key_file else None)
-        if not smoke.ok:
-            raise HealthError(f"smoke test failed: {smoke.error}")
-    except HealthError as exc:
-        raise _health_failure(client, container_id, exc) from None
-    except BaseException:
-        engine.remove(client, container_id)
-        raise
+        record = versions.set_phase(prefix, record, "starting")
+        say(f"starting {name}")
+        container_id = engine.start(client, cspec)
+        clock.lap("start")
+        url = engine.base_url(params.bind, params.port)
+        state = host.InstallState(
+            name=m.name, version=m.version, digest=verified.sums_sha256,
+            key_fingerprint=verified.key_fingerprint, target=options.target, endpoint=f"{url}/v1",
+            container_id=container_id, container_name=name, image_id=runtime.config_digest,
+            image_tags=tuple(tags), bind=params.bind, port=params.port, network=params.network,
+            api_key_file=str(key_file) if key_file else None, installed=versions.now(),
+            health_url=url + cspec.health_path,
+            extra={"prefix": str(prefix), "servedName": ctx.served_name, "versionId": vid,
+                   "startPeriod": options.health_timeout or float(cspec.start_period_s),
+                   "container": lifecycle.spec_to_dict(cspec)})
+        record = versions.set_phase(prefix, record, "health")
+        smoke = lifecycle.check(client, state, container_id, say)
+    except BaseException as exc:  # noqa: BLE001 - undone, then re-raised (or turned into exit 4)
+        raise _fail_switch(client, prefix, record, container_id, exc, verified, say) from None
     clock.timings["firstToken"] = smoke.ttft_s or 0.0
     clock.lap("complete")
     clock.timings["complete"] -= clock.timings["firstToken"]
 
-    state = host.InstallState(
-        name=m.name, version=m.version, digest=verified.sums_sha256, key_fingerprint=verified.key_fingerprint,
-        target=options.target, endpoint=f"{url}/v1", container_id=container_id, container_name=name,
-        image_id=runtime.config_digest, image_tags=tuple(tags), bind=params.bind, port=params.port,
-        network=params.network, api_key_file=str(key_file) if key_file else None,
-        installed=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), health_url=health_url,
-        smoke=smoke.to_dict(), extra={"prefix": str(prefix), "servedName": ctx.served_name},
-    )
-    host.write_state(prefix, state)
+    state = replace(state, smoke=smoke.to_dict())
+    versions.write_version(prefix, vid, state)
+    lifecycle.commit(prefix, versions.Record(m.name, active=vid,
+                                             previous=base.active if base.active else base.previous))
+    audit.append(prefix, audit.entry(op, name=m.name, version=m.version, digest=verified.sums_sha256,
+                                     key_fingerprint=verified.key_fingerprint,
+                                     previous=current.version if current else None))
+    deploy_files = [f"{host.DEPLOY_DIR}/{rel}" for rel in sorted(rendered)]
     return InstallResult(state, new_key, tuple(deploy_files), report, clock.timings)
 
 
-def _health_failure(client: Any, container_id: str, exc: HealthError) -> HealthError:
-    """Collect the engine's last words, remove its container, and say both."""
-    logs = engine.last_logs(client, container_id)
-    engine.remove(client, container_id)
-    tail = "\n".join(f"  | {line}" for line in logs) or "  | (no log output)"
-    return HealthError(f"{exc.message}; the container was removed. Its last log lines:\n{tail}",
+def rendered_files(m: Any) -> list[str]:
+    return sorted(f"{host.DEPLOY_DIR}/{e.path.removeprefix('deploy/')}" for e in m.files
+                  if e.kind == "deploy" and not e.path.startswith("deploy/kubernetes/"))
+
+
+def _already_active(prefix: Path, current: host.InstallState, files: list[str],
+                    report: DoctorReport) -> InstallResult:
+    """A rerun of an install that completed: nothing to do while it answers (a rerun is idempotent)."""
+    code, body = probe(current.health_url)
+    if code != 200:
+        raise InstallError(f"{current.name} {current.version} is the active version here but does not answer "
+                           f"({code or body})", hint="'airpack rollback', or 'airpack uninstall' and install again")
+    audit.append(prefix, audit.entry("install", name=current.name, version=current.version, digest=current.digest,
+                                     key_fingerprint=current.key_fingerprint, reason="already active"))
+    return InstallResult(current, None, tuple(files), report, {})
+
+
+def _stage(verified: VerifiedBundle, prefix: Path, vid: str, rendered: dict[str, bytes],
+           reporter: Reporter) -> None:
+    """Copy (re-hashing) the weights and write the deploy files into a partial folder, then rename it."""
+    weights = [e for e in verified.manifest.files if e.kind == "model"]
+    partial = prefix / versions.VERSIONS_DIR / f".{vid}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    advance = reporter.task("copying weights", sum(e.size for e in weights))
+    host.publish_weights(host.stage_weights(verified.path, weights, partial, advance), partial)
+    reporter.done(advance)
+    host.write_deploy(partial, rendered)
+    versions.remove_version_dir(prefix, vid)
+    partial.rename(versions.version_dir(prefix, vid))
+
+
+def _fail_switch(client: Any, prefix: Path, record: versions.Record, container_id: str, exc: BaseException,
+                 verified: VerifiedBundle, say: Event) -> BaseException:
+    """Undo a switch that failed: the new container and folder go, the old version answers again."""
+    m = verified.manifest
+    if record.pending is None:
+        return exc
+    reason = lifecycle.failure(client, container_id, exc) if isinstance(exc, AirpackError) else repr(exc)
+    undone = lifecycle.undo(client, prefix, record, say, log=False)
+    restored = undone is not None and undone.active == record.pending.source and record.pending.source
+    outcome = (f"the previous version {record.pending.source} is answering again" if restored
+               else "nothing was installed before" if record.pending.source is None
+               else f"restoring {record.pending.source} failed: see 'airpack status'")
+    if not isinstance(exc, HealthError):
+        return exc
+    audit.append(prefix, audit.entry(record.pending.op, name=m.name, version=m.version,
+                                     digest=verified.sums_sha256, key_fingerprint=verified.key_fingerprint,
+                                     outcome="failed", reason=f"{reason}; {outcome}"))
+    return HealthError(f"{reason}; the new container was removed; {outcome}",
                        hint="fix the cause and run install again")
 
 
@@ -199,55 +273,6 @@ def _check_port_free(params: HostParams) -> None:
                            hint="stop what listens there, or choose another --port")
 
 
-def status(prefix: Path, *, client: Any = None) -> dict[str, Any]:
-    """What is installed at ``prefix``, whether its container runs, and whether it is healthy now."""
-    prefix = prefix.absolute()
-    st = host.read_state(prefix)
-    if st is None:
-        raise InstallError(f"{prefix}: nothing is installed here (no {host.STATE_FILE})")
-    container = None
-    with contextlib.suppress(InstallError, *engine.docker_errors()):
-        container = engine.state(engine.connect(client), st.container_id)
-    code, body = probe(st.health_url) if st.health_url else (None, "no health URL recorded")
-    return {"prefix": str(prefix), "name": st.name, "version": st.version, "digest": st.digest,
-            "endpoint": st.endpoint, "containerName": st.container_name, "containerId": st.container_id,
-            "container": container, "healthy": code == 200, "health": {"url": st.health_url, "status": code,
-                                                                         "body": body[:120]},
-            "installed": st.installed, "smoke": st.smoke, "apiKeyFile": st.api_key_file}
+rollback = lifecycle.rollback
 
-
-def uninstall(prefix: Path, *, remove_weights: bool = False, remove_images: bool = False,
-              client: Any = None) -> dict[str, Any]:
-    """Remove the service's containers (and the weights or images when asked); the state goes last."""
-    prefix = prefix.absolute()
-    st = host.read_state(prefix)
-    client = engine.connect(client)
-    found = set(engine.containers_for(client, str(prefix)))
-    if st is None and not found:
-        raise InstallError(f"{prefix}: nothing is installed here (no {host.STATE_FILE}, no container)")
-    removed = [c for c in sorted(found | ({st.container_id} if st else set())) if engine.remove(client, c)]
-    images: list[str] = []
-    if remove_images and st is not None:
-        images = _remove_images(client, st)
-    gone = host.remove_prefix_files(prefix, weights=remove_weights)
-    return {"prefix": str(prefix), "name": st.name if st else None, "containersRemoved": removed,
-            "imagesRemoved": images, "filesRemoved": gone, "weightsKept": not remove_weights}
-
-
-def _remove_images(client: Any, st: host.InstallState) -> list[str]:
-    import docker.errors
-
-    removed = []
-    for ref in (*st.image_tags, st.image_id):
-        try:
-            client.api.remove_image(ref, force=False, noprune=False)
-            removed.append(ref)
-        except docker.errors.NotFound:
-            continue
-        except docker.errors.APIError as exc:
-            if "conflict" not in str(exc).lower() and "being used" not in str(exc).lower():
-                raise InstallError(f"removing image {ref} failed: {exc}") from None
-    return removed
-
-
-__all__ = ["InstallOptions", "InstallResult", "SmokeResult", "install", "status", "uninstall"]
+__all__ = ["InstallOptions", "InstallResult", "SmokeResult", "install", "rollback", "status", "uninstall"]

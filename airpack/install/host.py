@@ -1,11 +1,14 @@
-"""The install prefix: its layout, the install record, the API key, and copying weights into it.
+"""One install's files: its record (:class:`InstallState`), the API key, copying weights, deploy files.
 
-Layout under ``--prefix``::
+Single-version layout under ``--prefix`` (the compose/systemd targets; a docker install of an older airpack)::
 
     airpack-install.json   the install record (written atomically, last)
     model/                 the weights, copied and re-hashed from the bundle (never hardlinked)
     deploy/                the bundle's deploy files rendered for this host (what runs, for people to read)
     secrets/api-key        the endpoint's API key (0600, folder 0700)
+
+The docker target keeps one such folder per version under ``versions/`` (:mod:`airpack.install.versions`),
+with the same record as ``versions/<id>/state.json``; the functions here take that folder as their ``prefix``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,213 @@
+"""Switching the active version of a prefix: bring one up (health + smoke), put another back, undo a journal.
+
+The endpoint's port stays the same across versions, so two versions never answer at once: a switch stops the
+old container (keeping it), starts the new one and checks it; on failure it removes (or stops) the new one and
+starts the old one again, and checks that too. The record's ``pending`` journal is written before the first
+container is touched and cleared by the write that commits the switch, so :func:`undo` can always put a
+prefix back to the version that was active before the switch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from airpack.errors import AirpackError, HealthError, InstallError
+from airpack.install import audit, engine, host, versions
+from airpack.install.health import SmokeResult, smoke_test, wait_healthy
+from airpack.install.versions import Pending, Record
+
+LABEL_VERSION_ID = "io.airpack.version-id"
+DEFAULT_START_S = 300.0
+Event = Callable[[str], None]
+
+
+def spec_to_dict(spec: engine.ContainerSpec) -> dict[str, Any]:
+    return asdict(spec)
+
+
+def spec_from_dict(d: dict[str, Any]) -> engine.ContainerSpec:
+    """The stored container spec (lists back to tuples), to recreate a container someone removed."""
+    def tup(v: Any) -> Any:
+        return tuple(tup(x) for x in v) if isinstance(v, list) else v
+
+    return engine.ContainerSpec(**{k: tup(v) for k, v in d.items()})
+
+
+def stop(client: Any, ref: str) -> bool:
+    """Stop a container and keep it (its restart policy is ``unless-stopped``: it stays stopped)."""
+    import docker.errors
+
+    try:
+        client.containers.get(ref).stop(timeout=10)
+    except docker.errors.NotFound:
+        return False
+    except engine.docker_errors() as exc:
+        raise InstallError(f"stopping container {ref} failed: {exc}") from None
+    return True
+
+
+def containers_of(client: Any, prefix: Path, vid: str) -> list[str]:
+    found = client.containers.list(all=True, filters={"label": [f"{engine.LABEL_PREFIX}={prefix}",
+                                                                f"{LABEL_VERSION_ID}={vid}"]})
+    return [str(c.id) for c in found]
+
+
+def check(client: Any, st: host.InstallState, container_id: str, say: Event,
+          timeout: float | None = None) -> SmokeResult:
+    """Wait until the version answers its health URL, then one chat completion must work."""
+    limit = timeout or float(st.extra.get("startPeriod") or DEFAULT_START_S)
+    wait_healthy(st.health_url, timeout=limit, alive=lambda: engine.exited(client, container_id), on_event=say)
+    say(f"smoke test of {st.name} {st.version}: one chat completion")
+    key = host.read_api_key(Path(st.api_key_file)) if st.api_key_file else None
+    smoke = smoke_test(st.endpoint.removesuffix("/v1"), str(st.extra.get("servedName") or st.name), key)
+    if not smoke.ok:
+        raise HealthError(f"smoke test of {st.name} {st.version} failed: {smoke.error}")
+    return smoke
+
+
+def failure(client: Any, container_id: str, exc: AirpackError) -> str:
+    """The reason plus the container's last log lines."""
+    logs = engine.last_logs(client, container_id) if container_id else []
+    tail = "\n".join(f"  | {line}" for line in logs)
+    return exc.message + (f"; its last log lines:\n{tail}" if tail else "")
+
+
+def resume(client: Any, prefix: Path, vid: str, say: Event) -> host.InstallState:
+    """Start a kept version's container again (recreated from its stored spec when it is gone) and check it."""
+    st = versions.read_version(prefix, vid)
+    if st is None:
+        raise InstallError(f"version {vid} has no record under {versions.version_dir(prefix, vid)}")
+    import docker.errors
+
+    versions.point_current(prefix, vid)
+    cid = st.container_id
+    try:
+        container = client.containers.get(cid)
+        if container.status != "running":
+            say(f"starting {st.container_name} again")
+            container.start()
+    except docker.errors.NotFound:
+        stored = st.extra.get("container")
+        if not isinstance(stored, dict):
+            raise InstallError(f"the container of {st.name} {st.version} is gone and cannot be recreated",
+                               hint="install that bundle again") from None
+        say(f"recreating {st.container_name}")
+        engine.remove(client, st.container_name)
+        cid = engine.start(client, spec_from_dict(stored))
+        st = replace(st, container_id=cid)
+        versions.write_version(prefix, vid, st)
+    check(client, st, cid, say)
+    return st
+
+
+def bring_back(client: Any, prefix: Path, vid: str | None, say: Event) -> str:
+    """After a failed switch: the old version answering again, or why it does not (never raises)."""
+    if vid is None:
+        versions.point_current(prefix, None)
+        return "nothing was installed before"
+    try:
+        st = resume(client, prefix, vid, say)
+    except (AirpackError, *engine.docker_errors()) as exc:  # type: ignore[misc]
+        return f"restoring the previous version {vid} FAILED too: {exc}"
+    return f"{st.name} {st.version} is answering again at {st.endpoint}"
+
+
+def tidy(prefix: Path, record: Record) -> Record:
+    """Forget versions whose folder is gone."""
+    have = set(versions.installed(prefix))
+    return replace(record, active=record.active if record.active in have else None,
+                   previous=record.previous if record.previous in have and record.previous != record.active
+                   else None)
+
+
+def commit(prefix: Path, record: Record | None) -> Record | None:
+    """Write the record (or remove it when no version is left)."""
+    if record is None or (record.active is None and not versions.installed(prefix)):
+        with contextlib.suppress(FileNotFoundError):
+            (prefix / host.STATE_FILE).unlink()
+        versions.point_current(prefix, None)
+        return None
+    versions.write_record(prefix, record)
+    if record.active:
+        versions.point_current(prefix, record.active)
+    return record
+
+
+def undo(client: Any, prefix: Path, record: Record, say: Event, *, log: bool = True) -> Record | None:
+    """Put a prefix with a pending switch back to the version that was active before it."""
+    p = record.pending
+    if p is None:
+        return record
+    say(f"undoing an unfinished {p.op} of {p.target} (phase {p.phase})")
+    if p.new:
+        for cid in containers_of(client, prefix, p.target):
+            engine.remove(client, cid)
+        versions.remove_version_dir(prefix, p.target)
+    elif (target := versions.read_version(prefix, p.target)) is not None:
+        stop(client, target.container_id)
+    versions.clean_partials(prefix)
+    outcome = bring_back(client, prefix, p.source, say)
+    restored = commit(prefix, tidy(prefix, replace(record, pending=None)))
+    st = versions.read_version(prefix, p.source) if p.source else None
+    ok = p.source is None or "FAILED" not in outcome
+    if not log:
+        return restored
+    audit.append(prefix, audit.entry("recover", name=record.name, version=st.version if st else None,
+                                     digest=st.digest if st else None,
+                                     key_fingerprint=st.key_fingerprint if st else None,
+                                     outcome="ok" if ok else "failed", reason=f"undid {p.op} to {p.target} "
+                                     f"(phase {p.phase}): {outcome}"))
+    return restored
+
+
+def rollback(prefix: Path, *, client: Any = None, on_event: Event | None = None) -> dict[str, Any]:
+    """Make the previous version active again: stop the active one (kept), start the previous, check it."""
+    say = on_event or (lambda _: None)
+    prefix = prefix.absolute()
+    with versions.locked(prefix):
+        record = versions.read_record(prefix)
+        client = engine.connect(client)
+        if record is not None and record.pending is not None:
+            record = undo(client, prefix, record, say)
+        if record is None or record.active is None:
+            raise InstallError(f"{prefix}: nothing is installed here")
+        if record.previous is None:
+            raise InstallError(f"{prefix}: {record.name} has no previous version to roll back to",
+                               hint="'airpack status' lists the installed versions")
+        active = versions.read_version(prefix, record.active)
+        target = versions.read_version(prefix, record.previous)
+        if active is None or target is None:
+            raise InstallError(f"{prefix}: the record names versions without a folder", hint="see 'airpack status'")
+        record = replace(record, pending=Pending("rollback", record.active, record.previous, False, "stopping",
+                                                 pid=_pid(), started=versions.now()))
+        versions.write_record(prefix, record)
+        stop(client, active.container_id)
+        record = versions.set_phase(prefix, record, "starting")
+        try:
+            st = resume(client, prefix, record.previous or "", say)
+        except (AirpackError, *engine.docker_errors()) as exc:  # type: ignore[misc]
+            reason = failure(client, target.container_id, exc) if isinstance(exc, AirpackError) else str(exc)
+            stop(client, target.container_id)
+            outcome = bring_back(client, prefix, record.active, say)
+            commit(prefix, replace(record, pending=None))
+            audit.append(prefix, audit.entry("rollback", name=target.name, version=target.version,
+                                             digest=target.digest, key_fingerprint=target.key_fingerprint,
+                                             outcome="failed", reason=f"{reason}; {outcome}",
+                                             previous=active.version))
+            raise HealthError(f"rollback to {target.version} failed: {reason}; {outcome}",
+                              hint="'airpack status' shows what runs") from None
+        commit(prefix, Record(record.name, active=record.previous, previous=record.active))
+        audit.append(prefix, audit.entry("rollback", name=st.name, version=st.version, digest=st.digest,
+                                         key_fingerprint=st.key_fingerprint, previous=active.version))
+    return {"prefix": str(prefix), "name": st.name, "version": st.version, "previousVersion": active.version,
+            "endpoint": st.endpoint, "containerName": st.container_name}
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

@@ -1,0 +1,157 @@
+"""The outside tools the non-docker install targets drive: Compose, systemd and kubectl.
+
+Each target has a pure part (which deploy files it uses, the commands an operator would type) that is unit
+tested, and a thin part that runs those commands with :func:`run` (argument lists, never a shell). Nothing
+here prints: commands that are not run are returned for the CLI to show.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from airpack.errors import InstallError
+
+SYSTEMD_UNIT_DIR = "/etc/systemd/system"
+QUADLET_DIR = "/etc/containers/systemd"
+COMMAND_TIMEOUT = 600.0
+
+
+def files_for(target: str, deploy: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The bundle's ``deploy/`` files (relative to ``deploy/``) that ``target`` renders and writes."""
+    if target == "compose":
+        keep = [r for r in deploy if r == "compose.yaml" or r.startswith("ollama/")]
+    elif target == "systemd":
+        keep = [r for r in deploy if r.startswith(("systemd/", "ollama/"))]
+    elif target == "kubernetes":
+        keep = [r for r in deploy if r.startswith("kubernetes/")]
+    else:
+        raise InstallError(
+            f"install target {target!r} is not supported",
+            hint="use --target docker, compose, systemd or kubernetes",
+        )
+    main = {"compose": "compose.yaml", "systemd": "systemd/", "kubernetes": "kubernetes/"}[target]
+    if not any(r.startswith(main) for r in keep):
+        raise InstallError(
+            f"the bundle has no deploy files for {target} (no deploy/{main})",
+            hint=f"rebuild it with '{target}' under deploy: in the spec, or choose another --target",
+        )
+    return {r: deploy[r] for r in sorted(keep)}
+
+
+def shell_line(argv: Sequence[str]) -> str:
+    """``argv`` as one line a POSIX shell runs unchanged."""
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def run(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run a command; InstallError (with its last output) when it cannot start or exits non-zero."""
+    try:
+        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InstallError(f"'{shell_line(argv)}' failed: {exc}") from None
+    if out.returncode != 0:
+        tail = "\n".join(f"  | {line}" for line in (out.stderr or out.stdout).strip().splitlines()[-20:])
+        raise InstallError(f"'{shell_line(argv)}' exited with {out.returncode}:\n{tail}")
+    return out
+
+
+# ---- compose --------------------------------------------------------------------------------------------
+
+
+def compose_command() -> list[str] | None:
+    """``docker-compose`` (v1) or ``docker compose`` (v2 plugin), whichever this host has; None when neither."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False, timeout=30)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+def compose_project(slug: str, prefix: Path) -> str:
+    """A Compose project name, stable for one prefix and distinct across prefixes (lowercase, dashes)."""
+    return f"airpack-{slug}-{hashlib.sha256(str(prefix).encode()).hexdigest()[:8]}"
+
+
+def compose_argv(base: Sequence[str], file: Path, project: str, *args: str) -> list[str]:
+    return [*base, "-f", str(file), "-p", project, *args]
+
+
+# ---- systemd --------------------------------------------------------------------------------------------
+
+
+def systemd_running() -> bool:
+    """True when PID 1 is systemd and ``systemctl`` exists (a container or chroot usually has neither)."""
+    try:
+        comm = Path("/proc/1/comm").read_text().strip()
+    except OSError:
+        return False
+    return comm == "systemd" and shutil.which("systemctl") is not None
+
+
+def systemd_commands(service: Path) -> list[list[str]]:
+    """Install the docker-run unit and start it now and at boot."""
+    unit = service.name
+    return [
+        ["install", "-m", "0644", str(service), f"{SYSTEMD_UNIT_DIR}/{unit}"],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", unit],
+    ]
+
+
+def quadlet_commands(container: Path) -> list[list[str]]:
+    """The podman alternative (podman >= 4.4): a quadlet's generated unit is started, not enabled."""
+    return [
+        ["install", "-m", "0644", str(container), f"{QUADLET_DIR}/{container.name}"],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "start", container.with_suffix(".service").name],
+    ]
+
+
+def unit_failed(unit: str) -> str | None:
+    """Why ``unit`` stopped (systemd gave up on it), or None while it runs or starts."""
+    out = subprocess.run(["systemctl", "is-failed", "--quiet", unit], check=False, timeout=30)
+    return f"{unit} failed" if out.returncode == 0 else None
+
+
+def journal_tail(unit: str, lines: int = 20) -> list[str]:
+    try:
+        out = subprocess.run(
+            ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line for line in out.stdout.splitlines() if line.strip()][-lines:]
+
+
+# ---- kubernetes -----------------------------------------------------------------------------------------
+
+
+def api_key_secret(slug: str, key: str) -> bytes:
+    """The Secret the Deployment mounts at ``/run/airpack-secrets/api-key`` (``<slug>-api-key``, key ``api-key``)."""
+    data = base64.b64encode(key.encode()).decode()
+    return (
+        f"# airpack: the endpoint's API key; written 0600, apply it and keep it out of version control.\n"
+        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {slug}-api-key\n  labels:\n"
+        f"    app.kubernetes.io/name: {slug}\n    app.kubernetes.io/managed-by: airpack\n"
+        f"type: Opaque\ndata:\n  api-key: {data}\n"
+    ).encode()
+
+
+def kubectl_commands(folder: Path) -> list[list[str]]:
+    return [["kubectl", "apply", "-f", str(folder)]]
+
+
+def push_command(bundle: Path, registry: str) -> list[str]:
+    return ["airpack", "push", str(bundle), "--key", "<trusted.pub>", "--registry", registry]

@@ -1,0 +1,283 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.dockerenv are parameters here)
+"""The install lifecycle of the docker target with real parts: a docker engine, the llama.cpp server image,
+three signed SmolLM2 bundles of one name (1.0.0 with context 2048, 1.1.0 with context 1024, and 1.2.0 whose
+engine cannot start), all through the CLI as a subprocess.
+
+Proves: upgrade keeps the previous version staged; a failed upgrade exits 4 and the old version answers again;
+rollback both ways; uninstall of one version and of all; the audit log; the prefix lock; and SIGKILL of a real
+``airpack install`` at each journaled phase followed by ``status`` or a rerun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airpack.install.engine import LABEL_PREFIX
+from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
+    BuiltImage,
+    DockerEngine,
+    Registry,
+    docker_engine,
+    free_port,
+    llama_server_image,
+    push_to,
+    upstream_registry,
+)
+from tests.install_helpers import build, chat, cli, cli_env, run_ok, smollm2_model, write_spec
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+NAME = "smollm2-life"
+
+
+@dataclass
+class Life:
+    root: Path
+    bundles: dict[str, Path]  # version -> bundle
+    pub: Path
+    env: dict[str, str]
+    client: Any
+
+    def cli(self, *args: str) -> tuple[int, dict[str, Any]]:
+        return cli(self.env, *args)
+
+    def install(self, version: str, prefix: Path, port: int) -> tuple[int, dict[str, Any]]:
+        return self.cli("install", str(self.bundles[version]), "--key", str(self.pub), "--prefix", str(prefix),
+                        "--port", str(port))
+
+    def popen_install(self, version: str, prefix: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "airpack", "install", str(self.bundles[version]), "--key",
+                                 str(self.pub), "--prefix", str(prefix), "--port", str(port), "--json", *extra],
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def containers(self, prefix: Path) -> list[Any]:
+        return self.client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}={prefix}"})
+
+
+@pytest.fixture(scope="module")
+def life(docker_engine: DockerEngine, upstream_registry: Registry, llama_server_image: BuiltImage,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Life]:
+    root = tmp_path_factory.mktemp("life")
+    smollm2_model(root)
+    env = cli_env(docker_engine.host, root / "cache")
+    ref = push_to(docker_engine, llama_server_image.local, upstream_registry)
+    run_ok(env, "keygen", "--out", str(root / "keys"))
+    bundles = {}
+    for version, context, args in (("1.0.0", 2048, None), ("1.1.0", 1024, None), ("1.2.0", 1024, ["--no-such-flag"])):
+        spec = write_spec(root, NAME, ref, version=version, context=context, args=args)
+        bundles[version] = build(env, spec, root / f"{NAME}-{version}.bundle", root / "keys/airpack.key")
+    life = Life(root, bundles, root / "keys/airpack.pub", env, docker_engine.client)
+    try:
+        yield life
+    finally:
+        for c in docker_engine.client.containers.list(all=True, filters={"label": LABEL_PREFIX}):
+            if str(root) in c.labels.get(LABEL_PREFIX, ""):
+                c.remove(force=True)
+        with contextlib.suppress(Exception):
+            if ref != llama_server_image.local:
+                docker_engine.client.api.remove_image(ref)
+
+
+def _key(prefix: Path) -> str:
+    return (prefix / "secrets/api-key").read_text().strip()
+
+
+def _answers(port: int, prefix: Path) -> bool:
+    status, answer = chat(port, _key(prefix))
+    return status == 200 and bool(answer["choices"][0]["message"]["content"].strip())
+
+
+def _status(life: Life, prefix: Path) -> dict[str, Any]:
+    rc, out = life.cli("status", "--prefix", str(prefix))
+    assert rc == 0, out["error"]
+    return dict(out["data"])
+
+
+def _ctx_arg(life: Life, container_id: str) -> str:
+    args = life.client.api.inspect_container(container_id)["Args"]
+    return str(args[args.index("--ctx-size") + 1] if "--ctx-size" in args else args[args.index("-c") + 1])
+
+
+def _audit(prefix: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (prefix / "audit.log").read_text().splitlines()]
+
+
+def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
+    prefix, port = life.root / "prefix", free_port()
+    rc, first = life.install("1.0.0", prefix, port)
+    assert rc == 0, first["error"]
+    assert _ctx_arg(life, first["data"]["containerId"]) == "2048"
+    assert _answers(port, prefix)
+
+    rc, up = life.install("1.1.0", prefix, port)
+    assert rc == 0, up["error"]
+    st = _status(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["endpoint"] == f"http://127.0.0.1:{port}/v1"
+    assert st["active"].startswith("1.1.0-") and st["previous"].startswith("1.0.0-")
+    by_version = {v["version"]: v for v in st["versions"]}
+    assert by_version["1.0.0"]["container"]["status"] == "exited"  # kept, stopped: staged for rollback
+    assert by_version["1.1.0"]["container"]["status"] == "running"
+    assert _ctx_arg(life, up["data"]["containerId"]) == "1024"
+    assert (prefix / "current").resolve() == (prefix / "versions" / st["active"]).resolve()
+    assert (prefix / "model").resolve() == (prefix / "versions" / st["active"] / "model").resolve()
+    assert _answers(port, prefix)
+
+    rc, bad = life.install("1.2.0", prefix, port)
+    assert rc == 4, bad
+    assert "--no-such-flag" in bad["error"] and "answering again" in bad["error"]
+    st = _status(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None
+    assert sorted(v["version"] for v in st["versions"]) == ["1.0.0", "1.1.0"]
+    assert not any(c.labels.get("io.airpack.version") == "1.2.0" for c in life.containers(prefix))
+    assert not list((prefix / "versions").glob("1.2.0-*")) and not list((prefix / "versions").glob(".*"))
+    assert _answers(port, prefix)
+
+    rc, back = life.cli("rollback", "--prefix", str(prefix))
+    assert rc == 0, back["error"]
+    assert back["data"]["version"] == "1.0.0" and back["data"]["previousVersion"] == "1.1.0"
+    st = _status(life, prefix)
+    assert st["version"] == "1.0.0" and st["healthy"] and st["previous"].startswith("1.1.0-")
+    assert _answers(port, prefix)
+    rc, forth = life.cli("rollback", "--prefix", str(prefix))
+    assert rc == 0 and forth["data"]["version"] == "1.1.0"
+    assert _answers(port, prefix)
+
+    rc, refused = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.1.0")
+    assert rc == 1 and "active" in refused["error"]
+    rc, one = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.0.0")
+    assert rc == 0, one["error"]
+    st = _status(life, prefix)
+    assert [v["version"] for v in st["versions"]] == ["1.1.0"] and st["previous"] is None
+    assert len(life.containers(prefix)) == 1 and _answers(port, prefix)
+    rc, again = life.cli("rollback", "--prefix", str(prefix))
+    assert rc == 1 and "no previous version" in again["error"]
+
+    log = _audit(prefix)
+    actions = [(e["action"], e["version"], e["outcome"]) for e in log]
+    assert actions == [
+        ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"), ("verify", "1.1.0", "ok"),
+        ("upgrade", "1.1.0", "ok"), ("verify", "1.2.0", "ok"), ("upgrade", "1.2.0", "failed"),
+        ("rollback", "1.0.0", "ok"), ("rollback", "1.1.0", "ok"), ("uninstall", "1.0.0", "ok"),
+    ]
+    for e in log:
+        assert e["name"] == NAME and len(e["digest"]) == 64 and e["keyFingerprint"]
+        assert e["user"] and e["uid"] == os.getuid() and e["host"] and e["time"].endswith("Z")
+    assert "--no-such-flag" in log[5]["reason"] and "answering again" in log[5]["reason"]
+
+    rc, _ = life.cli("uninstall", "--prefix", str(prefix), "--all")
+    assert rc == 0 and life.containers(prefix) == []
+    assert chat(port, None, timeout=5)[0] is None
+    assert _audit(prefix)[-1]["action"] == "uninstall"
+
+
+def test_second_install_on_one_prefix_is_refused(life: Life) -> None:
+    prefix, port = life.root / "prefix-lock", free_port()
+    first = life.popen_install("1.0.0", prefix, port)
+    try:
+        _wait_for(lambda: _audit_has(prefix, "verify"), 120, first)
+        rc, second = life.install("1.1.0", prefix, port)
+        assert rc == 1, second
+        assert "another airpack command is changing this prefix" in second["error"]
+        assert f"pid {first.pid}" in second["error"]
+        _, errs = first.communicate(timeout=300)
+        assert first.returncode == 0, errs
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            first.kill()
+        first.wait()
+    assert _answers(port, prefix)
+    assert life.cli("uninstall", "--prefix", str(prefix), "--remove-weights")[0] == 0
+    assert life.containers(prefix) == []
+
+
+def _audit_has(prefix: Path, action: str) -> bool:
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        return any(e["action"] == action for e in _audit(prefix))
+    return False
+
+
+def _phase(prefix: Path) -> str | None:
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+        pending = json.loads((prefix / "airpack-install.json").read_text())["pending"]
+        return str(pending["phase"]) if pending else None
+    return None
+
+
+def _wait_for(check: Any, timeout: float, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"airpack exited {proc.returncode} first: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.002)
+    raise AssertionError("timed out")
+
+
+# Where a switch is killed, and whether the old version still answers right after the kill (until the switch
+# stops the old container it never stopped; later, what answers is not asserted until status or a rerun).
+PHASES = [("verify", True), ("copying", True), ("loading", True), ("stopping", None), ("health", None)]
+
+
+def test_sigkill_at_each_phase_then_status_or_rerun(life: Life) -> None:
+    prefix, port = life.root / "prefix-kill", free_port()
+    assert life.install("1.0.0", prefix, port)[0] == 0
+    for i, (phase, old_answers) in enumerate(PHASES):
+        old, new = ("1.0.0", "1.1.0") if i % 2 == 0 else ("1.1.0", "1.0.0")  # upgrade, then downgrade back
+        extra = ("--allow-downgrade",) if new < old else ()
+        verifies = sum(e["action"] == "verify" for e in _audit(prefix))
+        proc = life.popen_install(new, prefix, port, *extra)
+        try:
+            if phase == "verify":
+                _wait_for(lambda n=verifies: sum(e["action"] == "verify" for e in _audit(prefix)) > n, 120, proc)
+            else:
+                _wait_for(lambda p=phase: _phase(prefix) == p, 120, proc)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
+        if old_answers is not None:
+            assert _answers(port, prefix) is old_answers, phase
+        if i % 2 == 0:  # status finishes the job: the unfinished switch is undone and the old version answers
+            st = _status(life, prefix)
+            assert st["version"] == old and st["healthy"] and st["pending"] is None, (phase, st)
+            assert _answers(port, prefix), phase
+        rc, out = life.cli("install", str(life.bundles[new]), "--key", str(life.pub), "--prefix", str(prefix),
+                           "--port", str(port), *extra)  # the rerun completes the switch
+        assert rc == 0, (phase, out["error"])
+        st = _status(life, prefix)
+        assert st["version"] == new and st["healthy"] and st["previous"].startswith(f"{old}-"), phase
+        assert sorted(v["version"] for v in st["versions"]) == ["1.0.0", "1.1.0"], phase
+        assert _answers(port, prefix), phase
+        running = [c for c in life.containers(prefix) if c.status == "running"]
+        assert len(running) == 1 and len(life.containers(prefix)) == 2, phase
+    rc, again = life.install("1.1.0", prefix, port)  # a rerun of a completed install changes nothing
+    assert rc == 0 and again["data"]["containerId"] == st["containerId"]
+
+    # A rollback killed after it stopped the active version: status starts that version again.
+    proc = subprocess.Popen([sys.executable, "-m", "airpack", "rollback", "--prefix", str(prefix), "--json"],
+                            env=life.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _phase(prefix) == "starting", 120, proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    st = _status(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None and _answers(port, prefix)
+    rc, back = life.cli("rollback", "--prefix", str(prefix))
+    assert rc == 0 and back["data"]["version"] == "1.0.0" and _answers(port, prefix)
+
+    recovers = [e for e in _audit(prefix) if e["action"] == "recover"]
+    assert len(recovers) >= len(PHASES) and all(e["outcome"] == "ok" for e in recovers)  # not "verify"
+    assert life.cli("uninstall", "--prefix", str(prefix), "--remove-weights")[0] == 0
+    assert life.containers(prefix) == [] and not (prefix / "versions").exists()
