@@ -18,8 +18,16 @@ from pathlib import Path
 from airpack._fs import path_problem
 from airpack.errors import VerificationError
 from airpack.hashing import RangeCheck, check_ranges, sha256_bytes
-from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SIGNATURE, SUMS, UNLISTED, Manifest, \
-    parse_sums
+from airpack.layout import (
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    MAX_SUMS_BYTES,
+    SIGNATURE,
+    SUMS,
+    UNLISTED,
+    Manifest,
+    parse_sums,
+)
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey, fingerprint, verify_bytes
 
@@ -142,9 +150,8 @@ def _load_manifest(bundle: Path, listed: dict[str, str], problems: list[Problem]
         return None
     inventory = {e.path: e.sha256 for e in manifest.files}
     expected = {p: h for p, h in listed.items() if p != MANIFEST}
-    for path in sorted(set(inventory) | set(expected)):
-        if inventory.get(path) != expected.get(path):
-            problems.append(Problem("manifest-mismatch", path, f"{MANIFEST} and {SUMS} disagree on this file"))
+    problems.extend(Problem("manifest-mismatch", path, f"{MANIFEST} and {SUMS} disagree on this file")
+                    for path in sorted(set(inventory) | set(expected)) if inventory.get(path) != expected.get(path))
     return manifest
 
 

@@ -135,7 +135,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
     params = HostParams(prefix=str(vdir), port=options.port, bind=options.bind, gpus=spec.target.gpus,
                         network=options.network,
                         api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None)
-    from airpack.deploy import deploy_context
+    from airpack.deploy import deploy_context  # noqa: PLC0415
 
     ctx = deploy_context(spec, lock, list(m.images))
     runtime = next(i for i in lock.images if i.role == "runtime")

@@ -55,7 +55,7 @@ class ContainerSpec:
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``client.containers.run`` (GPU device requests only when gpus > 0)."""
-        from docker.types import DeviceRequest, Mount
+        from docker.types import DeviceRequest, Mount  # noqa: PLC0415
 
         kwargs: dict[str, Any] = {
             "image": self.image, "name": self.name, "command": list(self.command), "detach": True,
@@ -157,8 +157,8 @@ def container_spec(ctx: DeployContext, host: HostParams, *, image_id: str, diges
 
 
 def docker_errors() -> tuple[type[Exception], ...]:
-    import docker.errors
-    import requests
+    import docker.errors  # noqa: PLC0415
+    import requests  # noqa: PLC0415
 
     return (docker.errors.DockerException, requests.RequestException)
 
@@ -167,7 +167,7 @@ def connect(client: Any = None) -> Any:
     """The given client, or one from the environment (``DOCKER_HOST``)."""
     if client is not None:
         return client
-    import docker
+    import docker  # noqa: PLC0415
 
     try:
         return docker.from_env(timeout=120)
@@ -187,7 +187,7 @@ def start(client: Any, spec: ContainerSpec) -> str:
 
 def remove(client: Any, ref: str) -> bool:
     """Stop and remove a container by ID or name; False when there was none."""
-    import docker.errors
+    import docker.errors  # noqa: PLC0415
 
     try:
         container = client.containers.get(ref)
@@ -210,7 +210,7 @@ def containers_for(client: Any, prefix: str) -> list[str]:
 
 def state(client: Any, ref: str) -> dict[str, Any] | None:
     """``{"status", "exitCode", "restarts", "image"}`` of a container, or None when it is gone."""
-    import docker.errors
+    import docker.errors  # noqa: PLC0415
 
     try:
         attrs = client.api.inspect_container(ref)

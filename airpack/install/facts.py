@@ -84,7 +84,7 @@ class BundleNeeds:
 
 
 def _docker_facts(client: Any) -> dict[str, Any]:
-    import docker.errors
+    import docker.errors  # noqa: PLC0415
 
     try:
         if client is None:
@@ -189,7 +189,7 @@ def _runtime_cuda(bundle: Path | None, manifest: Manifest, engine: str | None) -
     if bundle is not None and (cuda := _cuda_from_config(bundle, str(runtime.get("configDigest", "")))):
         return cuda
     if engine:  # the profile knows the CUDA of its own default image only
-        from airpack.profiles import PROFILES
+        from airpack.profiles import PROFILES  # noqa: PLC0415
 
         profile = PROFILES.get(engine)
         with contextlib.suppress(ValueError):

@@ -18,7 +18,7 @@ def locked_images(verified: VerifiedBundle) -> list[LockedImage]:
 
 def load_images(verified: VerifiedBundle, client: Any, reporter: Reporter | None = None) -> list[str]:
     """Load every image into the engine; returns the airpack-owned tags. Image IDs are checked by the loader."""
-    from airpack.oci.engine import load_into_engine
+    from airpack.oci.engine import load_into_engine  # noqa: PLC0415
 
     images = locked_images(verified)
     if not images:
@@ -32,14 +32,14 @@ def load_images(verified: VerifiedBundle, client: Any, reporter: Reporter | None
 
 def original_tags(verified: VerifiedBundle) -> list[str]:
     """The source references the loader also tags (``docker images`` shows them by their usual names)."""
-    from airpack.oci.reference import parse_reference
+    from airpack.oci.reference import parse_reference  # noqa: PLC0415
 
     return [parse_reference(i.ref).familiar() for i in locked_images(verified) if i.tag]
 
 
 def push_images(verified: VerifiedBundle, registry: str, reporter: Reporter | None = None) -> list[str]:
     """Push every image to ``registry`` (``HOST[:PORT][/PREFIX]``); returns ``host/repo@sha256:…`` for each."""
-    from airpack.oci import push_layout
+    from airpack.oci import push_layout  # noqa: PLC0415
 
     images = locked_images(verified)
     if not images:

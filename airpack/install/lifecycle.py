@@ -39,7 +39,7 @@ def spec_from_dict(d: dict[str, Any]) -> engine.ContainerSpec:
 
 def stop(client: Any, ref: str) -> bool:
     """Stop a container and keep it (its restart policy is ``unless-stopped``: it stays stopped)."""
-    import docker.errors
+    import docker.errors  # noqa: PLC0415
 
     try:
         client.containers.get(ref).stop(timeout=10)
@@ -81,7 +81,7 @@ def resume(client: Any, prefix: Path, vid: str, say: Event) -> host.InstallState
     st = versions.read_version(prefix, vid)
     if st is None:
         raise InstallError(f"version {vid} has no record under {versions.version_dir(prefix, vid)}")
-    import docker.errors
+    import docker.errors  # noqa: PLC0415
 
     versions.point_current(prefix, vid)
     cid = st.container_id
@@ -208,6 +208,6 @@ def rollback(prefix: Path, *, client: Any = None, on_event: Event | None = None)
 
 
 def _pid() -> int:
-    import os
+    import os  # noqa: PLC0415
 
     return os.getpid()

@@ -182,7 +182,7 @@ def _legacy_uninstall(prefix: Path, *, remove_weights: bool = False, remove_imag
 
 
 def _remove_images(client: Any, st: host.InstallState) -> list[str]:
-    import docker.errors
+    import docker.errors  # noqa: PLC0415
 
     removed = []
     for ref in (*st.image_tags, st.image_id):

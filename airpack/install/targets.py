@@ -44,7 +44,7 @@ from airpack.verify import VerifiedBundle
 
 def plan(verified: VerifiedBundle, options: TargetOptions) -> Plan:
     """Parse the signed spec and lock, choose and render this target's deploy files, and diff them."""
-    from airpack.deploy import deploy_context
+    from airpack.deploy import deploy_context  # noqa: PLC0415
 
     m = verified.manifest
     spec = parse_spec(m.spec, verified.path, check_paths=False)
@@ -145,7 +145,7 @@ def bundle_deploy_diff(bundle: Path) -> dict[str, str]:
     """For ``airpack inspect``: per target the bundle has files for, the diff from the as-built defaults to an
     install with airpack's defaults (host network, an API key file). Like inspect, this reads the bundle
     without verifying its signature; the files must match the manifest's hashes, and render in the sandbox."""
-    from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, Manifest
+    from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, Manifest  # noqa: PLC0415
 
     try:
         with (bundle / MANIFEST).open("rb") as fh:

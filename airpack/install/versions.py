@@ -228,7 +228,7 @@ def migrate(prefix: Path) -> Record:
 @contextlib.contextmanager
 def locked(prefix: Path) -> Iterator[Path]:
     """Hold ``<prefix>/.airpack.lock`` (flock, not blocking): one command changes a prefix at a time."""
-    import fcntl
+    import fcntl  # noqa: PLC0415
 
     prefix.mkdir(parents=True, exist_ok=True)
     path = prefix / ".airpack.lock"

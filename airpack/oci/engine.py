@@ -37,15 +37,15 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _docker_errors() -> tuple[type[Exception], ...]:
-    import docker.errors
+    import docker.errors  # noqa: PLC0415
 
     return (docker.errors.DockerException,)
 
 
 def _load_errors() -> tuple[type[Exception], ...]:
     """What a failed streaming upload to the engine can raise (our generator's error may come back wrapped)."""
-    import requests
-    import urllib3.exceptions
+    import requests  # noqa: PLC0415
+    import urllib3.exceptions  # noqa: PLC0415
 
     return (*_docker_errors(), requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 

@@ -60,7 +60,7 @@ def fetch_image(
     if locked.source == "engine":
         if engine is None:
             raise FetchError(f"{locked.ref}: a local-engine image needs a docker client to be fetched")
-        from airpack.oci.engine import save_from_engine  # engine support is optional
+        from airpack.oci.engine import save_from_engine  # engine support is optional  # noqa: PLC0415
 
         return save_from_engine(engine, locked, layout_dir, progress=progress)
     parsed = parse_reference(locked.ref)

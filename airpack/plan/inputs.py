@@ -292,7 +292,7 @@ def gguf_summary_from_prefix(prefix: bytes, file_size: int, name: str) -> GgufSu
 
 
 def _read_gguf_file(path: Path, name: str) -> tuple[GgufSummary, int]:
-    from gguf import GGUFReader, GGUFValueType
+    from gguf import GGUFReader, GGUFValueType  # noqa: PLC0415
 
     try:
         reader = GGUFReader(path)
@@ -338,7 +338,7 @@ def _read_gguf_file(path: Path, name: str) -> tuple[GgufSummary, int]:
 
 def gguf_file_type_name(file_type: object) -> str | None:
     """``general.file_type`` as the usual quant name: 15 -> "Q4_K_M", 1 -> "F16"."""
-    from gguf import LlamaFileType
+    from gguf import LlamaFileType  # noqa: PLC0415
 
     if not isinstance(file_type, int):
         return None

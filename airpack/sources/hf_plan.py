@@ -15,7 +15,13 @@ from huggingface_hub.utils import build_hf_headers, get_session  # type: ignore[
 
 from airpack.errors import FetchError, SourceError
 from airpack.lock import LockedFile, LockedModel
-from airpack.plan import GgufSummary, ModelFacts, QuantCandidate, gguf_summary_from_prefix, model_facts_from_headers
+from airpack.plan import (
+    GgufSummary,
+    ModelFacts,
+    QuantCandidate,
+    gguf_summary_from_prefix,
+    model_facts_from_headers,
+)
 
 MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on a header
 GGUF_PREFIXES = (4 << 20, 16 << 20, 64 << 20)
