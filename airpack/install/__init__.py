@@ -195,7 +195,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
                    "startPeriod": options.health_timeout or float(cspec.start_period_s),
                    "container": lifecycle.spec_to_dict(cspec)})
         record = versions.set_phase(prefix, record, "health")
-        smoke = lifecycle.check(client, state, container_id, say)
+        smoke = lifecycle.check(client, state, container_id, say, on_healthy=lambda: clock.lap("healthy"))
     except BaseException as exc:  # noqa: BLE001 - undone, then re-raised (or turned into exit 4)
         raise _fail_switch(client, prefix, record, container_id, exc, verified, say) from None
     clock.timings["firstToken"] = smoke.ttft_s or 0.0

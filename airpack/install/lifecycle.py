@@ -57,10 +57,12 @@ def containers_of(client: Any, prefix: Path, vid: str) -> list[str]:
 
 
 def check(client: Any, st: host.InstallState, container_id: str, say: Event,
-          timeout: float | None = None) -> SmokeResult:
+          timeout: float | None = None, on_healthy: Callable[[], None] | None = None) -> SmokeResult:
     """Wait until the version answers its health URL, then one chat completion must work."""
     limit = timeout or float(st.extra.get("startPeriod") or DEFAULT_START_S)
     wait_healthy(st.health_url, timeout=limit, alive=lambda: engine.exited(client, container_id), on_event=say)
+    if on_healthy is not None:
+        on_healthy()
     say(f"smoke test of {st.name} {st.version}: one chat completion")
     key = host.read_api_key(Path(st.api_key_file)) if st.api_key_file else None
     smoke = smoke_test(st.endpoint.removesuffix("/v1"), str(st.extra.get("servedName") or st.name), key)
