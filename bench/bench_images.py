@@ -1,4 +1,4 @@
-"""Benchmark: airpack image fetch/load against docker save/load and skopeo copy, one run each.
+"""Benchmark: airpack image fetch/load against docker save/load and skopeo copy (loads: best of two, alternated).
 
 The same image (one 1 GiB layer of random bytes, uncompressed tar so no tool spends time in gzip) sits in
 a distribution registry on 127.0.0.1 and, after a ``docker pull``, in a private dockerd. Timed:
@@ -141,13 +141,18 @@ def main() -> None:
             for r in (ref, airpack_tag(locked), locked.config_digest):
                 subprocess.run(["docker", "rmi", "-f", r], env=env, capture_output=True, check=False)
 
-        clean()
-        t_apl = timed("airpack load", f"load_into_engine({layout})", lambda: load_into_engine(layout, [locked], client))
-        assert client.api.inspect_image(ref)["Id"] == locked.config_digest
-        clean()
-        t_dl = timed("docker load", f"docker load -q -i {save_tar}",
-                     lambda: subprocess.run(["docker", "load", "-q", "-i", str(save_tar)], env=env, check=True,
-                                            capture_output=True))
+        # Alternate the two, twice each, and keep each one's best: the first load after a fetch pays for
+        # page-cache and writeback state the other did not (measured 7.3 s then 2.5 s for the same 512 MiB).
+        t_apl = t_dl = float("inf")
+        for _ in range(2):
+            clean()
+            t_apl = min(t_apl, timed("airpack load", f"load_into_engine({layout})",
+                                     lambda: load_into_engine(layout, [locked], client)))
+            assert client.api.inspect_image(ref)["Id"] == locked.config_digest
+            clean()
+            t_dl = min(t_dl, timed("docker load", f"docker load -q -i {save_tar}",
+                                   lambda: subprocess.run(["docker", "load", "-q", "-i", str(save_tar)], env=env,
+                                                          check=True, capture_output=True)))
         print("ratios:")
         print(f"  airpack fetch / docker save = {t_ap / t_save:.3f}  (goal ≤ 0.15)")
         print(f"  airpack fetch / skopeo copy = {t_ap / t_sk:.3f}  (goal ≤ 0.5)")
