@@ -83,6 +83,10 @@ def resume(client: Any, prefix: Path, vid: str, say: Event) -> host.InstallState
     st = versions.read_version(prefix, vid)
     if st is None:
         raise InstallError(f"version {vid} has no record under {versions.version_dir(prefix, vid)}")
+    if st.target == "compose":  # a Compose project per version (airpack/install/targets_compose.py)
+        from airpack.install import targets_compose  # noqa: PLC0415
+
+        return targets_compose.resume(client, prefix, vid, st, say)
     import docker.errors  # noqa: PLC0415
 
     versions.point_current(prefix, vid)
@@ -133,10 +137,24 @@ def commit(prefix: Path, record: Record | None) -> Record | None:
             (prefix / host.STATE_FILE).unlink()
         versions.point_current(prefix, None)
         return None
+    if record.extra.get("target") == "compose":
+        st = versions.read_version(prefix, record.active or "")  # the active version's project, for people
+        record = replace(record, extra={**record.extra, "composeProject": st.extra.get("composeProject")
+                                        if st else None})
     versions.write_record(prefix, record)
     if record.active:
         versions.point_current(prefix, record.active)
     return record
+
+
+def stop_version(client: Any, prefix: Path, vid: str, st: host.InstallState) -> None:
+    """Stop a version and keep it: its container, or its Compose project (``docker-compose stop``)."""
+    if st.target == "compose":
+        from airpack.install import targets_compose  # noqa: PLC0415
+
+        targets_compose.stop(prefix, vid, st)
+    else:
+        stop(client, st.container_id)
 
 
 def undo(client: Any, prefix: Path, record: Record, say: Event, *, log: bool = True) -> Record | None:
@@ -145,12 +163,17 @@ def undo(client: Any, prefix: Path, record: Record, say: Event, *, log: bool = T
     if p is None:
         return record
     say(f"undoing an unfinished {p.op} of {p.target} (phase {p.phase})")
-    if p.new:
+    if p.new and record.extra.get("target") == "compose":
+        from airpack.install import targets_compose  # noqa: PLC0415
+
+        targets_compose.undo_new(client, prefix, record, p.target)
+        versions.remove_version_dir(prefix, p.target)
+    elif p.new:
         for cid in containers_of(client, prefix, p.target):
             engine.remove(client, cid)
         versions.remove_version_dir(prefix, p.target)
     elif (target := versions.read_version(prefix, p.target)) is not None:
-        stop(client, target.container_id)
+        stop_version(client, prefix, p.target, target)
     versions.clean_partials(prefix)
     outcome = bring_back(client, prefix, p.source, say)
     restored = commit(prefix, tidy(prefix, replace(record, pending=None)))
@@ -172,6 +195,10 @@ def rollback(prefix: Path, *, client: Any = None, on_event: Event | None = None)
     prefix = prefix.absolute()
     with versions.locked(prefix):
         record = versions.read_record(prefix)
+        if record is not None and record.extra.get("target") == "kubernetes":  # nothing of it runs here
+            from airpack.install.targets_hosts import kubernetes_rollback  # noqa: PLC0415
+
+            return kubernetes_rollback(prefix, record, say)
         client = engine.connect(client)
         if record is not None and record.pending is not None:
             record = undo(client, prefix, record, say)
@@ -187,13 +214,14 @@ def rollback(prefix: Path, *, client: Any = None, on_event: Event | None = None)
         record = replace(record, pending=Pending("rollback", record.active, record.previous, False, "stopping",
                                                  pid=_pid(), started=versions.now()))
         versions.write_record(prefix, record)
-        stop(client, active.container_id)
+        stop_version(client, prefix, record.active or "", active)
         record = versions.set_phase(prefix, record, "starting")
         try:
             st = resume(client, prefix, record.previous or "", say)
         except (AirpackError, *engine.docker_errors()) as exc:  # type: ignore[misc]
             reason = failure(client, target.container_id, exc) if isinstance(exc, AirpackError) else str(exc)
-            stop(client, target.container_id)
+            with contextlib.suppress(AirpackError, *engine.docker_errors()):
+                stop_version(client, prefix, record.previous or "", target)
             outcome = bring_back(client, prefix, record.active, say)
             commit(prefix, replace(record, pending=None))
             audit.append(prefix, audit.entry("rollback", name=target.name, version=target.version,
@@ -202,7 +230,7 @@ def rollback(prefix: Path, *, client: Any = None, on_event: Event | None = None)
                                              previous=active.version))
             raise HealthError(f"rollback to {target.version} failed: {reason}; {outcome}",
                               hint="'airpack status' shows what runs") from None
-        commit(prefix, Record(record.name, active=record.previous, previous=record.active))
+        commit(prefix, replace(record, active=record.previous, previous=record.active, pending=None))
         audit.append(prefix, audit.entry("rollback", name=st.name, version=st.version, digest=st.digest,
                                          key_fingerprint=st.key_fingerprint, previous=active.version))
     return {"prefix": str(prefix), "name": st.name, "version": st.version, "previousVersion": active.version,

@@ -97,6 +97,7 @@ def _uninstall_all(prefix: Path, record: versions.Record | None, client: Any, *,
     if record is None and not found:
         raise InstallError(f"{prefix}: nothing is installed here (no {host.STATE_FILE}, no container)")
     states = versions.installed(prefix)
+    projects = [p for vid, st in states.items() for p in _compose_down(prefix, vid, st, client)]
     removed = [c for c in sorted(found | {st.container_id for st in states.values()}) if engine.remove(client, c)]
     images: list[str] = []
     if remove_images:
@@ -122,6 +123,7 @@ def _uninstall_all(prefix: Path, record: versions.Record | None, client: Any, *,
                                      key_fingerprint=active.key_fingerprint if active else None,
                                      scope="all", containersRemoved=len(removed)))
     return {"prefix": str(prefix), "name": record.name if record else None, "containersRemoved": removed,
+            "composeProjectsDown": projects,
             "imagesRemoved": images, "filesRemoved": gone, "weightsKept": not remove_weights,
             "versionsRemoved": sorted(states)}
 
@@ -138,6 +140,7 @@ def _uninstall_version(prefix: Path, record: versions.Record | None, version: st
         raise InstallError(f"{version} is the active version",
                            hint="roll back or install another version first, or uninstall --all")
     st = states[vid]
+    projects = _compose_down(prefix, vid, st, client)
     removed = [c for c in {st.container_id, *lifecycle.containers_of(client, prefix, vid)}
                if engine.remove(client, c)]
     versions.remove_version_dir(prefix, vid)
@@ -145,7 +148,17 @@ def _uninstall_version(prefix: Path, record: versions.Record | None, version: st
     audit.append(prefix, audit.entry("uninstall", name=st.name, version=st.version, digest=st.digest,
                                      key_fingerprint=st.key_fingerprint, scope="version"))
     return {"prefix": str(prefix), "name": st.name, "containersRemoved": sorted(removed), "imagesRemoved": [],
+            "composeProjectsDown": projects,
             "filesRemoved": [f"{versions.VERSIONS_DIR}/{vid}"], "weightsKept": False, "versionsRemoved": [vid]}
+
+
+def _compose_down(prefix: Path, vid: str, st: host.InstallState, client: Any) -> list[str]:
+    """``docker-compose down`` for a version of the compose target (its project, network, containers)."""
+    if st.target != "compose":
+        return []
+    from airpack.install import targets_compose  # noqa: PLC0415
+
+    return targets_compose.down(prefix, vid, st, client)
 
 
 def _legacy_status(prefix: Path, *, client: Any = None) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 All three render the bundle's signed ``deploy/`` files (checked again as they are read) with this host's
 parameters and write them under ``<prefix>/deploy/``; they differ in what happens next:
 
-* ``compose``: copy the weights (re-hashed), load the images, ``docker-compose up -d`` with host networking,
-  wait for health, smoke-test, record the install. A failure takes the project ``down`` (exit 4, with logs).
+* ``compose``: the docker target's lifecycle (``versions/<id>/``, one Compose project per version, journal,
+  lock, audit; :mod:`airpack.install.targets_compose`): copy the weights (re-hashed), load the images, stop the
+  old project (kept), ``docker-compose up -d`` the new one, health, smoke test. A failure takes the new project
+  ``down`` and starts the old one again (exit 4, with logs).
 * ``systemd``: copy the weights, load the images, write the docker-run ``.service`` and the podman quadlet.
   Where systemd is PID 1 the unit is installed and started; elsewhere the commands are returned, not run.
 * ``kubernetes``: write the manifests for ``--registry`` (where ``airpack push`` put the images) and a Secret
-  with the API key; ``--apply`` runs ``kubectl apply`` when kubectl exists, else the commands are returned.
+  with the API key into ``versions/<id>/``; ``--apply`` runs ``kubectl apply`` when kubectl exists, else the
+  commands are returned. ``airpack rollback`` gives (or runs) the previous version's ``kubectl apply``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack.errors import InstallError, UsageError
-from airpack.install import engine, host
+from airpack.install import engine, host, versions
 from airpack.install import targets_run as tr
 from airpack.install.doctor import DoctorReport, doctor
 from airpack.install.targets_common import (
@@ -56,8 +59,11 @@ def plan(verified: VerifiedBundle, options: TargetOptions) -> Plan:
     lock = Lock.from_dict(m.lock)
     prefix = options.prefix.absolute()
     kube = options.target == "kubernetes"
+    # compose keeps each version in its own folder (docs/lifecycle.md): its files name that folder's weights
+    vid = versions.version_id(m.version, verified.sums_sha256)
+    home = versions.version_dir(prefix, vid) if options.target in ("compose", "kubernetes") else prefix
     params = HostParams(
-        prefix=str(prefix),
+        prefix=str(home),
         port=options.port,
         bind=options.bind,
         gpus=spec.target.gpus,
@@ -103,10 +109,6 @@ def install_target(
     report = doctor(p.prefix, verified.manifest, verified.path, client)
     if not report.ok:
         raise _failed_checks(report)
-    current = host.read_state(p.prefix)
-    host.check_upgrade(
-        current, verified.manifest.name, verified.manifest.version, allow_downgrade=options.allow_downgrade
-    )
     if options.target == "compose":
         base = tr.compose_command()
         if base is None:
@@ -114,7 +116,11 @@ def install_target(
                 "neither docker-compose nor 'docker compose' is installed",
                 hint="install Compose, or use --target docker",
             )
-        return compose_install(p, base, client, current, reporter, say)
+        return compose_install(p, base, client, reporter, say)
+    current = host.read_state(p.prefix)
+    host.check_upgrade(
+        current, verified.manifest.name, verified.manifest.version, allow_downgrade=options.allow_downgrade
+    )
     return systemd_install(p, client, current, reporter, say)
 
 

@@ -1,0 +1,293 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.dockerenv are parameters here)
+"""The install lifecycle of ``--target compose`` with real parts: a docker engine, docker-compose, the
+llama.cpp server image and three signed SmolLM2 bundles of one name (1.0.0 context 2048, 1.1.0 context 1024,
+1.2.0 whose engine cannot start), all through the CLI as a subprocess.
+
+Proves: versions under ``versions/<id>/`` with their own ``compose.yaml`` and Compose project; an upgrade keeps
+the old project stopped; a failed upgrade exits 4, takes the new project down and the old one answers again;
+rollback both ways; uninstall of one version and of all (``docker-compose down``: no container left); the audit
+log; SIGKILL of a real compose upgrade at ``stopping`` and ``health`` followed by ``status`` or by a rerun.
+Kubernetes (no cluster, no kubectl here): manifests per version, and the commands a rollback prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airpack.install.targets_run import compose_project
+from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
+    BuiltImage,
+    DockerEngine,
+    Registry,
+    docker_engine,
+    free_port,
+    llama_server_image,
+    push_to,
+    upstream_registry,
+)
+from tests.install_helpers import build, chat, cli, cli_env, run_ok, smollm2_model, write_spec
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+NAME = "smollm2-clife"
+
+
+@dataclass
+class Life:
+    root: Path
+    bundles: dict[str, Path]
+    pub: Path
+    env: dict[str, str]
+    client: Any
+
+    def cli(self, *args: str) -> tuple[int, dict[str, Any]]:
+        return cli(self.env, *args)
+
+    def argv(self, version: str, prefix: Path, port: int, *extra: str) -> list[str]:
+        return ["install", str(self.bundles[version]), "--key", str(self.pub), "--prefix", str(prefix),
+                "--port", str(port), "--target", "compose", *extra]
+
+    def install(self, version: str, prefix: Path, port: int, *extra: str) -> tuple[int, dict[str, Any]]:
+        return self.cli(*self.argv(version, prefix, port, *extra))
+
+    def containers(self, prefix: Path) -> list[Any]:
+        """Every container of every Compose project of this prefix (one project per version)."""
+        base = compose_project(NAME, prefix)
+        found = self.client.containers.list(all=True, filters={"label": "com.docker.compose.project"})
+        return [c for c in found if c.labels["com.docker.compose.project"].startswith(f"{base}-")]
+
+
+def _has_compose() -> bool:
+    if shutil.which("docker-compose"):
+        return True
+    return bool(shutil.which("docker")) and subprocess.run(
+        ["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def life(docker_engine: DockerEngine, upstream_registry: Registry, llama_server_image: BuiltImage,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Life]:
+    if not _has_compose():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("docker-compose (or the docker compose plugin) is needed with CI=true")
+        pytest.skip("neither docker-compose nor docker compose is installed")
+    root = tmp_path_factory.mktemp("clife")
+    smollm2_model(root)
+    env = cli_env(docker_engine.host, root / "cache")
+    ref = push_to(docker_engine, llama_server_image.local, upstream_registry)
+    run_ok(env, "keygen", "--out", str(root / "keys"))
+    bundles = {}
+    for version, context, args in (("1.0.0", 2048, None), ("1.1.0", 1024, None), ("1.2.0", 1024, ["--no-such-flag"])):
+        spec = write_spec(root, NAME, ref, version=version, context=context, args=args)
+        spec.write_text(json.dumps({**json.loads(spec.read_text()), "deploy": ["compose", "kubernetes"]}))
+        bundles[version] = build(env, spec, root / f"{NAME}-{version}.bundle", root / "keys/airpack.key")
+    life = Life(root, bundles, root / "keys/airpack.pub", env, docker_engine.client)
+    try:
+        yield life
+    finally:
+        for c in docker_engine.client.containers.list(all=True, filters={"label": "com.docker.compose.project"}):
+            if c.labels.get("io.airpack.bundle") == NAME:
+                with contextlib.suppress(Exception):
+                    c.remove(force=True)
+        with contextlib.suppress(Exception):
+            if ref != llama_server_image.local:
+                docker_engine.client.api.remove_image(ref)
+
+
+def _key(prefix: Path) -> str:
+    return (prefix / "secrets/api-key").read_text().strip()
+
+
+def _answers(port: int, prefix: Path) -> bool:
+    status, answer = chat(port, _key(prefix))
+    return status == 200 and bool(answer["choices"][0]["message"]["content"].strip())
+
+
+def _status(life: Life, prefix: Path) -> dict[str, Any]:
+    rc, out = life.cli("status", "--prefix", str(prefix))
+    assert rc == 0, out["error"]
+    return dict(out["data"])
+
+
+def _ctx_arg(life: Life, container_id: str) -> str:
+    args = life.client.api.inspect_container(container_id)["Args"]
+    return str(args[args.index("--ctx-size") + 1] if "--ctx-size" in args else args[args.index("-c") + 1])
+
+
+def _audit(prefix: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (prefix / "audit.log").read_text().splitlines()]
+
+
+def _by_version(life: Life, prefix: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for c in life.containers(prefix):
+        out.setdefault(c.labels["io.airpack.version"], []).append(c.status)
+    return out
+
+
+def test_compose_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
+    prefix, port = life.root / "prefix", free_port()
+    rc, first = life.install("1.0.0", prefix, port)
+    assert rc == 0, first["error"]
+    vid1 = first["data"]["versionId"]
+    assert Path(first["data"]["composeVersionFile"]) == prefix / "versions" / vid1 / "deploy/compose.yaml"
+    assert str(prefix / "versions" / vid1 / "model") in Path(first["data"]["composeVersionFile"]).read_text()
+    assert _answers(port, prefix)
+
+    rc, up = life.install("1.1.0", prefix, port)
+    assert rc == 0, up["error"]
+    assert up["data"]["composeProject"] != first["data"]["composeProject"]
+    st = _status(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["endpoint"] == f"http://127.0.0.1:{port}/v1"
+    assert st["active"].startswith("1.1.0-") and st["previous"] == vid1
+    assert _by_version(life, prefix) == {"1.0.0": ["exited"], "1.1.0": ["running"]}  # the old one is kept
+    assert _ctx_arg(life, st["containerId"]) == "1024"
+    assert (prefix / "model").resolve() == (prefix / "versions" / st["active"] / "model").resolve()
+    record = json.loads((prefix / "airpack-install.json").read_text())
+    assert record["stateVersion"] == 2 and record["target"] == "compose"
+    assert record["composeProject"] == up["data"]["composeProject"]
+    assert _answers(port, prefix)
+
+    rc, bad = life.install("1.2.0", prefix, port)
+    assert rc == 4, bad
+    assert "--no-such-flag" in bad["error"] and "taken down" in bad["error"]
+    assert "answering again" in bad["error"]
+    st = _status(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None
+    assert _by_version(life, prefix) == {"1.0.0": ["exited"], "1.1.0": ["running"]}
+    assert not list((prefix / "versions").glob("1.2.0-*")) and not list((prefix / "versions").glob(".*"))
+    assert _answers(port, prefix)
+
+    rc, back = life.cli("rollback", "--prefix", str(prefix))
+    assert rc == 0, back["error"]
+    assert back["data"]["version"] == "1.0.0" and back["data"]["previousVersion"] == "1.1.0"
+    st = _status(life, prefix)
+    assert st["version"] == "1.0.0" and st["healthy"] and st["previous"].startswith("1.1.0-")
+    assert _by_version(life, prefix) == {"1.0.0": ["running"], "1.1.0": ["exited"]}
+    assert _ctx_arg(life, st["containerId"]) == "2048" and _answers(port, prefix)
+    assert json.loads((prefix / "airpack-install.json").read_text())["composeProject"] == \
+        first["data"]["composeProject"]
+    rc, forth = life.cli("rollback", "--prefix", str(prefix))
+    assert rc == 0 and forth["data"]["version"] == "1.1.0"
+    assert _answers(port, prefix)
+
+    rc, one = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.0.0")
+    assert rc == 0, one["error"]
+    assert one["data"]["composeProjectsDown"] == [first["data"]["composeProject"]]
+    assert _by_version(life, prefix) == {"1.1.0": ["running"]} and _answers(port, prefix)
+
+    log = _audit(prefix)
+    actions = [(e["action"], e["version"], e["outcome"]) for e in log]
+    assert actions == [
+        ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"), ("verify", "1.1.0", "ok"),
+        ("upgrade", "1.1.0", "ok"), ("verify", "1.2.0", "ok"), ("upgrade", "1.2.0", "failed"),
+        ("rollback", "1.0.0", "ok"), ("rollback", "1.1.0", "ok"), ("uninstall", "1.0.0", "ok"),
+    ]
+    assert "--no-such-flag" in log[5]["reason"] and "answering again" in log[5]["reason"]
+
+    rc, gone = life.cli("uninstall", "--prefix", str(prefix), "--all", "--remove-weights")
+    assert rc == 0, gone["error"]
+    assert life.containers(prefix) == [] and chat(port, None, timeout=5)[0] is None
+    assert not (prefix / "versions").exists() and _audit(prefix)[-1]["action"] == "uninstall"
+
+
+def _phase(prefix: Path) -> str | None:
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+        pending = json.loads((prefix / "airpack-install.json").read_text())["pending"]
+        return str(pending["phase"]) if pending else None
+    return None
+
+
+def _kill_at(life: Life, argv: list[str], prefix: Path, phase: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "airpack", *argv, "--json"], env=life.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while _phase(prefix) != phase:
+            if proc.poll() is not None:
+                raise AssertionError(f"airpack exited {proc.returncode} first: {proc.communicate()[1]}")
+            assert time.monotonic() < deadline, f"never reached {phase}"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+
+
+def test_compose_sigkill_during_upgrade_then_status_or_rerun(life: Life) -> None:
+    prefix, port = life.root / "prefix-kill", free_port()
+    assert life.install("1.0.0", prefix, port)[0] == 0
+
+    # Killed once the new project is starting (the old one stopped): status undoes it, 1.0.0 answers again.
+    _kill_at(life, life.argv("1.1.0", prefix, port), prefix, "health")
+    st = _status(life, prefix)
+    assert st["version"] == "1.0.0" and st["healthy"] and st["pending"] is None, st
+    assert _by_version(life, prefix) == {"1.0.0": ["running"]} and _answers(port, prefix)
+    assert not list((prefix / "versions").glob("1.1.0-*"))
+
+    # Killed right after the journal says "stopping": the rerun undoes it and performs the upgrade.
+    _kill_at(life, life.argv("1.1.0", prefix, port), prefix, "stopping")
+    rc, out = life.install("1.1.0", prefix, port)
+    assert rc == 0, out["error"]
+    st = _status(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["previous"].startswith("1.0.0-")
+    assert _by_version(life, prefix) == {"1.0.0": ["exited"], "1.1.0": ["running"]} and _answers(port, prefix)
+
+    # A rollback killed after it stopped the active version: status starts that version again.
+    _kill_at(life, ["rollback", "--prefix", str(prefix)], prefix, "starting")
+    st = _status(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None and _answers(port, prefix)
+
+    recovers = [e for e in _audit(prefix) if e["action"] == "recover"]
+    assert len(recovers) == 3 and all(e["outcome"] == "ok" for e in recovers)
+    assert life.cli("uninstall", "--prefix", str(prefix), "--remove-weights")[0] == 0
+    assert life.containers(prefix) == [] and not (prefix / "versions").exists()
+
+
+def test_kubernetes_versions_and_rollback_commands(life: Life) -> None:
+    prefix = life.root / "prefix-k8s"
+    env = {**life.env, "PATH": str(Path(sys.executable).parent)}  # no kubectl: commands are printed
+
+    def install(version: str) -> dict[str, Any]:
+        rc, out = cli(env, "install", str(life.bundles[version]), "--key", str(life.pub), "--prefix", str(prefix),
+                      "--target", "kubernetes", "--registry", "reg.internal:5000/ai", "--apply")
+        assert rc == 0, out["error"]
+        return dict(out["data"])
+
+    first, second = install("1.0.0"), install("1.1.0")
+    vid1, vid2 = first["versionId"], second["versionId"]
+    assert second["previousVersion"] == "1.0.0" and second["applied"] is False
+    assert second["commands"][-1] == f"kubectl apply -f {prefix}/deploy/kubernetes"
+    for vid in (vid1, vid2):
+        manifests = prefix / "versions" / vid / "deploy/kubernetes"
+        assert str(prefix / "versions" / vid / "model") in (manifests / "deployment.yaml").read_text()
+        assert oct((manifests / "secret-api-key.yaml").stat().st_mode & 0o777) == "0o600"
+        assert (prefix / "versions" / vid / "model").is_dir()
+    assert (prefix / "deploy").resolve() == (prefix / "versions" / vid2 / "deploy").resolve()
+    record = json.loads((prefix / "airpack-install.json").read_text())
+    assert (record["target"], record["active"], record["previous"]) == ("kubernetes", vid2, vid1)
+
+    rc, back = cli(env, "rollback", "--prefix", str(prefix))
+    assert rc == 0, back["error"]
+    data = back["data"]
+    assert (data["version"], data["previousVersion"], data["applied"]) == ("1.0.0", "1.1.0", False)
+    assert data["commands"] == [f"kubectl apply -f {prefix}/versions/{vid1}/deploy/kubernetes"]
+    assert data["alternativeCommands"] == ["kubectl rollout undo deployment/smollm2-clife"]
+    record = json.loads((prefix / "airpack-install.json").read_text())
+    assert (record["active"], record["previous"]) == (vid1, vid2)
+    assert (prefix / "deploy").resolve() == (prefix / "versions" / vid1 / "deploy").resolve()
+    rc, forth = cli(env, "rollback", "--prefix", str(prefix))
+    assert rc == 0 and forth["data"]["version"] == "1.1.0"
+    assert [(e["action"], e["version"]) for e in _audit(prefix) if e["action"] != "verify"] == [
+        ("install", "1.0.0"), ("upgrade", "1.1.0"), ("rollback", "1.0.0"), ("rollback", "1.1.0")]
