@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import CompatibilityError
+from airpack.errors import CompatibilityError, SourceError
 from airpack.lock import LockedModel
 from airpack.plan import (
     Check,
@@ -140,6 +140,35 @@ def keep_quant(spec: Spec, model: LockedModel, candidates: tuple[QuantCandidate,
                     for f in model.files if f not in keep)
     return replace(model, files=keep, excluded=model.excluded + dropped,
                    quant={"want": want, "chosen": choice.candidate.label, "file": chosen, "reason": choice.reason})
+
+
+def keep_branch_quant(spec: Spec, model: LockedModel) -> LockedModel:
+    """``model.quant`` for a Hub repo whose variants are branches (GPTQ/AWQ/FP8 checkpoints): read each
+    branch's config and safetensors headers, choose as ``keep_quant`` does, and lock the chosen branch at the
+    commit that was measured. A revision that is not a branch (a tag or a commit) is the only candidate."""
+    from airpack.sources import hf, hf_variants  # noqa: PLC0415 - only Hub specs need huggingface_hub
+
+    want, repo = spec.model.quant, model.repo
+    assert want and repo and model.commit  # noqa: S101 - callers check; a Hub lock has both
+    branches = hf_variants.hub_branches(repo)
+    if spec.model.revision not in branches:
+        branches = {spec.model.revision: model.commit}
+    candidates = hf_variants.hub_branch_candidates(repo, branches, include=spec.model.files,
+                                                   exclude=spec.model.exclude)
+    if not candidates:
+        raise CompatibilityError(f"model.quant: no branch of {repo} holds a safetensors checkpoint to choose from",
+                                 hint="remove model.quant, or choose a repo that publishes its variants")
+    try:
+        choice = choose_quant(candidates, plan_request(spec), want)
+    except SourceError:  # nothing matches the name: say which branch holds what
+        offered = ", ".join(f"{c.label} ({hf_variants.branch_of(c.ref)})" for c in candidates)
+        raise SourceError(f"model.quant: no branch of {repo} holds a {want!r} variant",
+                          hint=f"available: {offered}") from None
+    branch = hf_variants.branch_of(choice.candidate.ref)
+    commit = branches[branch]
+    locked = model if commit == model.commit else hf.resolve_hub(replace(spec.model, revision=commit))
+    return replace(locked, revision=branch, quant={"want": want, "chosen": choice.candidate.label,
+                                                   "branch": branch, "reason": choice.reason})
 
 
 def enforce(result: Plan) -> None:

@@ -54,6 +54,8 @@ def resolve(spec: Spec, *, cache_dir: Path) -> Lock:
 
             if spec.model.quant and len(hf_plan.gguf_groups(model)) > 0:
                 model = planning.keep_quant(spec, model, hf_plan.hub_gguf_candidates(model))
+            elif spec.model.quant:
+                model = planning.keep_branch_quant(spec, model)
             if spec.runtime is not None:
                 plan, checks = planning.verdict(spec, hf_plan.hub_model_facts(model))
     images = lock_images(spec)

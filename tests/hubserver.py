@@ -1,8 +1,9 @@
 """A small Hugging Face Hub on 127.0.0.1 for integration tests: real HTTP, real bytes, faults on demand.
 
 It serves what huggingface_hub 2.x really calls: model info (``/api/models/{repo}[/revision/{rev}]``, with
-``?blobs=true``), the paginated tree (``/api/models/{repo}/tree/{rev}[/{path}]``), and ``/{repo}/resolve/{rev}/
-{path}`` (HEAD and GET, ``X-Repo-Commit``, ``ETag``/``X-Linked-Etag``, ``X-Linked-Size``, ``Range`` → 206).
+``?blobs=true``), its refs (``/api/models/{repo}/refs``), the paginated tree
+(``/api/models/{repo}/tree/{rev}[/{path}]``), and ``/{repo}/resolve/{rev}/{path}`` (HEAD and GET,
+``X-Repo-Commit``, ``ETag``/``X-Linked-Etag``, ``X-Linked-Size``, ``Range`` → 206).
 LFS files answer with a 302 to a second listener (another origin, like the Hub's CDN), so the client strips
 its ``Authorization`` header there as it would on the real Hub. Errors carry the Hub's ``X-Error-Code``.
 
@@ -91,6 +92,7 @@ class Repo:
     commits: dict[str, dict[str, HubFile]]
     refs: dict[str, str]
     gated: bool = False
+    tags: set[str] = field(default_factory=set)  # refs listed as tags by /refs; the others are branches
 
 
 @dataclass
@@ -238,6 +240,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._info(repo, rest[1], query)
             if rest[0] == "tree" and len(rest) >= 2:
                 return self._tree(repo, rest[1], "/".join(rest[2:]), query, url.path)
+            if rest == ["refs"]:
+                return self._refs(repo)
         if len(parts) >= 5 and parts[2] == "resolve":
             repo = self._repo("/".join(parts[:2]))
             if repo is not None:
@@ -308,6 +312,14 @@ class _Handler(BaseHTTPRequestHandler):
             siblings.append(sib)
         self._json({"id": repo.repo_id, "modelId": repo.repo_id, "sha": commit, "private": False,
                     "gated": "manual" if repo.gated else False, "siblings": siblings})
+
+    def _refs(self, repo: Repo) -> None:
+        def ref(name: str, kind: str) -> dict[str, str]:
+            return {"name": name, "ref": f"refs/{kind}/{name}", "targetCommit": repo.refs[name]}
+
+        names = sorted(repo.refs)
+        self._json({"branches": [ref(n, "heads") for n in names if n not in repo.tags],
+                    "tags": [ref(n, "tags") for n in names if n in repo.tags], "converts": [], "pullRequests": []})
 
     def _tree(self, repo: Repo, rev: str, sub: str, query: dict[str, str], path: str) -> None:
         commit = self._commit(repo, rev)
