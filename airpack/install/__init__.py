@@ -123,13 +123,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
         raise InstallError(f"{m.name} {m.version} declares no runtime: there is nothing to run",
                            hint="copy the weights from the bundle's model/ folder yourself")
     client = engine.connect(client)
-    record = versions.read_record(prefix)
-    if record is not None and record.pending is not None:
-        record = lifecycle.undo(client, prefix, record, say)
-    if record is not None and record.name != m.name:
-        raise InstallError(f"the prefix holds {record.name}, not {m.name}",
-                           hint="uninstall it first, or choose another --prefix")
-    current = versions.read_version(prefix, record.active) if record and record.active else None
+    record, current = lifecycle.settle(prefix, m.name, client=client, say=say)
     vid = versions.version_id(m.version, verified.sums_sha256)
     vdir = versions.version_dir(prefix, vid)
     params = HostParams(prefix=str(vdir), port=options.port, bind=options.bind, gpus=spec.target.gpus,

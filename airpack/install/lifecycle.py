@@ -157,6 +157,24 @@ def stop_version(client: Any, prefix: Path, vid: str, st: host.InstallState) -> 
         stop(client, st.container_id)
 
 
+def settle(prefix: Path, name: str, *, client: Any = None, say: Event | None = None,
+           target: str | None = None) -> tuple[Record | None, host.InstallState | None]:
+    """The prefix's record and active version before an install: a switch that a killed command left half done
+    is undone first (when an engine client is given), and a prefix that holds another bundle, or runs this one
+    with another target, is refused."""
+    record = versions.read_record(prefix)  # a single-version install is migrated into versions/ first
+    if client is not None and say is not None and record is not None and record.pending is not None:
+        record = undo(client, prefix, record, say)
+    if record is not None and record.name != name:
+        raise InstallError(f"the prefix holds {record.name}, not {name}",
+                           hint="uninstall it first, or choose another --prefix")
+    current = versions.read_version(prefix, record.active) if record and record.active else None
+    if target is not None and current is not None and current.target != target:
+        raise InstallError(f"{prefix} runs {current.name} {current.version} with --target {current.target}",
+                           hint="uninstall it first, or install with that target")
+    return record, current
+
+
 def undo(client: Any, prefix: Path, record: Record, say: Event, *, log: bool = True) -> Record | None:
     """Put a prefix with a pending switch back to the version that was active before it."""
     p = record.pending

@@ -79,16 +79,7 @@ def compose_install(p: Plan, base: Sequence[str], client: Any, reporter: Reporte
 
 def _install(p: Plan, base: list[str], client: Any, reporter: Reporter, say: Event) -> TargetResult:
     m, v, prefix = p.verified.manifest, p.verified, p.prefix
-    record = versions.read_record(prefix)  # a single-version install is migrated into versions/ first
-    if record is not None and record.pending is not None:
-        record = lifecycle.undo(client, prefix, record, say)
-    if record is not None and record.name != m.name:
-        raise InstallError(f"the prefix holds {record.name}, not {m.name}",
-                           hint="uninstall it first, or choose another --prefix")
-    current = versions.read_version(prefix, record.active) if record and record.active else None
-    if current is not None and current.target != "compose":
-        raise InstallError(f"{prefix} runs {current.name} {current.version} with --target {current.target}",
-                           hint="uninstall it first, or install with that target")
+    record, current = lifecycle.settle(prefix, m.name, client=client, say=say, target="compose")
     vid = versions.version_id(m.version, v.sums_sha256)
     project = project_name(tr.compose_project(p.ctx.slug, prefix), vid)
     file = compose_file(prefix, vid)

@@ -98,14 +98,7 @@ def kubernetes_install(p: Plan, reporter: Reporter) -> TargetResult:
     with versions.locked(prefix):
         audit.append(prefix, audit.entry("verify", name=m.name, version=m.version, digest=v.sums_sha256,
                                          key_fingerprint=v.key_fingerprint, bundle=str(v.path)))
-        record = versions.read_record(prefix)
-        if record is not None and record.name != m.name:
-            raise InstallError(f"the prefix holds {record.name}, not {m.name}",
-                               hint="uninstall it first, or choose another --prefix")
-        current = versions.read_version(prefix, record.active) if record and record.active else None
-        if current is not None and current.target != "kubernetes":
-            raise InstallError(f"{prefix} runs {current.name} {current.version} with --target {current.target}",
-                               hint="uninstall it first, or install with that target")
+        record, current = lifecycle.settle(prefix, m.name, target="kubernetes")
         if current is None or record is None or record.active != vid:
             host.check_upgrade(current, m.name, m.version, allow_downgrade=p.options.allow_downgrade)
         key_file, new_key = host.ensure_api_key(prefix) if p.options.api_key else (None, None)
