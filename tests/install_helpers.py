@@ -93,3 +93,32 @@ def chat(port: int, key: str | None, timeout: float = 60) -> tuple[int | None, d
     finally:
         with contextlib.suppress(OSError):
             conn.close()
+
+
+def api_key(prefix: Path) -> str:
+    """The API key an install generated under ``prefix``."""
+    return (prefix / "secrets/api-key").read_text().strip()
+
+
+def answers(port: int, prefix: Path) -> bool:
+    """Whether the service on ``port`` answers a chat completion with some text."""
+    status, answer = chat(port, api_key(prefix))
+    return status == 200 and bool(answer["choices"][0]["message"]["content"].strip())
+
+
+def status_data(life: Any, prefix: Path) -> dict[str, Any]:
+    """``airpack status --json`` data (the command must succeed); ``life.cli`` runs the CLI."""
+    rc, out = life.cli("status", "--prefix", str(prefix))
+    assert rc == 0, out["error"]
+    return dict(out["data"])
+
+
+def ctx_arg(life: Any, container_id: str) -> str:
+    """The context size a llama.cpp container was started with."""
+    args = life.client.api.inspect_container(container_id)["Args"]
+    return str(args[args.index("--ctx-size") + 1] if "--ctx-size" in args else args[args.index("-c") + 1])
+
+
+def audit_lines(prefix: Path) -> list[dict[str, Any]]:
+    """The audit log under ``prefix``, one dict per line."""
+    return [json.loads(line) for line in (prefix / "audit.log").read_text().splitlines()]

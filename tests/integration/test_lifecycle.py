@@ -35,7 +35,19 @@ from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     push_to,
     upstream_registry,
 )
-from tests.install_helpers import build, chat, cli, cli_env, run_ok, smollm2_model, write_spec
+from tests.install_helpers import (
+    answers,
+    audit_lines,
+    build,
+    chat,
+    cli,
+    cli_env,
+    ctx_arg,
+    run_ok,
+    smollm2_model,
+    status_data,
+    write_spec,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 NAME = "smollm2-life"
@@ -89,81 +101,59 @@ def life(docker_engine: DockerEngine, upstream_registry: Registry, llama_server_
                 docker_engine.client.api.remove_image(ref)
 
 
-def _key(prefix: Path) -> str:
-    return (prefix / "secrets/api-key").read_text().strip()
-
-
-def _answers(port: int, prefix: Path) -> bool:
-    status, answer = chat(port, _key(prefix))
-    return status == 200 and bool(answer["choices"][0]["message"]["content"].strip())
-
-
-def _status(life: Life, prefix: Path) -> dict[str, Any]:
-    rc, out = life.cli("status", "--prefix", str(prefix))
-    assert rc == 0, out["error"]
-    return dict(out["data"])
-
-
-def _ctx_arg(life: Life, container_id: str) -> str:
-    args = life.client.api.inspect_container(container_id)["Args"]
-    return str(args[args.index("--ctx-size") + 1] if "--ctx-size" in args else args[args.index("-c") + 1])
-
-
-def _audit(prefix: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (prefix / "audit.log").read_text().splitlines()]
 
 
 def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     prefix, port = life.root / "prefix", free_port()
     rc, first = life.install("1.0.0", prefix, port)
     assert rc == 0, first["error"]
-    assert _ctx_arg(life, first["data"]["containerId"]) == "2048"
-    assert _answers(port, prefix)
+    assert ctx_arg(life, first["data"]["containerId"]) == "2048"
+    assert answers(port, prefix)
 
     rc, up = life.install("1.1.0", prefix, port)
     assert rc == 0, up["error"]
-    st = _status(life, prefix)
+    st = status_data(life, prefix)
     assert st["version"] == "1.1.0" and st["healthy"] and st["endpoint"] == f"http://127.0.0.1:{port}/v1"
     assert st["active"].startswith("1.1.0-") and st["previous"].startswith("1.0.0-")
     by_version = {v["version"]: v for v in st["versions"]}
     assert by_version["1.0.0"]["container"]["status"] == "exited"  # kept, stopped: staged for rollback
     assert by_version["1.1.0"]["container"]["status"] == "running"
-    assert _ctx_arg(life, up["data"]["containerId"]) == "1024"
+    assert ctx_arg(life, up["data"]["containerId"]) == "1024"
     assert (prefix / "current").resolve() == (prefix / "versions" / st["active"]).resolve()
     assert (prefix / "model").resolve() == (prefix / "versions" / st["active"] / "model").resolve()
-    assert _answers(port, prefix)
+    assert answers(port, prefix)
 
     rc, bad = life.install("1.2.0", prefix, port)
     assert rc == 4, bad
     assert "--no-such-flag" in bad["error"] and "answering again" in bad["error"]
-    st = _status(life, prefix)
+    st = status_data(life, prefix)
     assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None
     assert sorted(v["version"] for v in st["versions"]) == ["1.0.0", "1.1.0"]
     assert not any(c.labels.get("io.airpack.version") == "1.2.0" for c in life.containers(prefix))
     assert not list((prefix / "versions").glob("1.2.0-*")) and not list((prefix / "versions").glob(".*"))
-    assert _answers(port, prefix)
+    assert answers(port, prefix)
 
     rc, back = life.cli("rollback", "--prefix", str(prefix))
     assert rc == 0, back["error"]
     assert back["data"]["version"] == "1.0.0" and back["data"]["previousVersion"] == "1.1.0"
-    st = _status(life, prefix)
+    st = status_data(life, prefix)
     assert st["version"] == "1.0.0" and st["healthy"] and st["previous"].startswith("1.1.0-")
-    assert _answers(port, prefix)
+    assert answers(port, prefix)
     rc, forth = life.cli("rollback", "--prefix", str(prefix))
     assert rc == 0 and forth["data"]["version"] == "1.1.0"
-    assert _answers(port, prefix)
+    assert answers(port, prefix)
 
     rc, refused = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.1.0")
     assert rc == 1 and "active" in refused["error"]
     rc, one = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.0.0")
     assert rc == 0, one["error"]
-    st = _status(life, prefix)
+    st = status_data(life, prefix)
     assert [v["version"] for v in st["versions"]] == ["1.1.0"] and st["previous"] is None
-    assert len(life.containers(prefix)) == 1 and _answers(port, prefix)
+    assert len(life.containers(prefix)) == 1 and answers(port, prefix)
     rc, again = life.cli("rollback", "--prefix", str(prefix))
     assert rc == 1 and "no previous version" in again["error"]
 
-    log = _audit(prefix)
+    log = audit_lines(prefix)
     actions = [(e["action"], e["version"], e["outcome"]) for e in log]
     assert actions == [
         ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"), ("verify", "1.1.0", "ok"),
@@ -178,7 +168,7 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     rc, _ = life.cli("uninstall", "--prefix", str(prefix), "--all")
     assert rc == 0 and life.containers(prefix) == []
     assert chat(port, None, timeout=5)[0] is None
-    assert _audit(prefix)[-1]["action"] == "uninstall"
+    assert audit_lines(prefix)[-1]["action"] == "uninstall"
 
 
 def test_second_install_on_one_prefix_is_refused(life: Life) -> None:
@@ -196,14 +186,14 @@ def test_second_install_on_one_prefix_is_refused(life: Life) -> None:
         with contextlib.suppress(ProcessLookupError):
             first.kill()
         first.wait()
-    assert _answers(port, prefix)
+    assert answers(port, prefix)
     assert life.cli("uninstall", "--prefix", str(prefix), "--remove-weights")[0] == 0
     assert life.containers(prefix) == []
 
 
 def _audit_has(prefix: Path, action: str) -> bool:
     with contextlib.suppress(FileNotFoundError, ValueError):
-        return any(e["action"] == action for e in _audit(prefix))
+        return any(e["action"] == action for e in audit_lines(prefix))
     return False
 
 
@@ -236,29 +226,29 @@ def test_sigkill_at_each_phase_then_status_or_rerun(life: Life) -> None:
     for i, (phase, old_answers) in enumerate(PHASES):
         old, new = ("1.0.0", "1.1.0") if i % 2 == 0 else ("1.1.0", "1.0.0")  # upgrade, then downgrade back
         extra = ("--allow-downgrade",) if new < old else ()
-        verifies = sum(e["action"] == "verify" for e in _audit(prefix))
+        verifies = sum(e["action"] == "verify" for e in audit_lines(prefix))
         proc = life.popen_install(new, prefix, port, *extra)
         try:
             if phase == "verify":
-                _wait_for(lambda n=verifies: sum(e["action"] == "verify" for e in _audit(prefix)) > n, 120, proc)
+                _wait_for(lambda n=verifies: sum(e["action"] == "verify" for e in audit_lines(prefix)) > n, 120, proc)
             else:
                 _wait_for(lambda p=phase: _phase(prefix) == p, 120, proc)
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.wait()
         if old_answers is not None:
-            assert _answers(port, prefix) is old_answers, phase
+            assert answers(port, prefix) is old_answers, phase
         if i % 2 == 0:  # status finishes the job: the unfinished switch is undone and the old version answers
-            st = _status(life, prefix)
+            st = status_data(life, prefix)
             assert st["version"] == old and st["healthy"] and st["pending"] is None, (phase, st)
-            assert _answers(port, prefix), phase
+            assert answers(port, prefix), phase
         rc, out = life.cli("install", str(life.bundles[new]), "--key", str(life.pub), "--prefix", str(prefix),
                            "--port", str(port), *extra)  # the rerun completes the switch
         assert rc == 0, (phase, out["error"])
-        st = _status(life, prefix)
+        st = status_data(life, prefix)
         assert st["version"] == new and st["healthy"] and st["previous"].startswith(f"{old}-"), phase
         assert sorted(v["version"] for v in st["versions"]) == ["1.0.0", "1.1.0"], phase
-        assert _answers(port, prefix), phase
+        assert answers(port, prefix), phase
         running = [c for c in life.containers(prefix) if c.status == "running"]
         assert len(running) == 1 and len(life.containers(prefix)) == 2, phase
     rc, again = life.install("1.1.0", prefix, port)  # a rerun of a completed install changes nothing
@@ -272,12 +262,12 @@ def test_sigkill_at_each_phase_then_status_or_rerun(life: Life) -> None:
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
-    st = _status(life, prefix)
-    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None and _answers(port, prefix)
+    st = status_data(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None and answers(port, prefix)
     rc, back = life.cli("rollback", "--prefix", str(prefix))
-    assert rc == 0 and back["data"]["version"] == "1.0.0" and _answers(port, prefix)
+    assert rc == 0 and back["data"]["version"] == "1.0.0" and answers(port, prefix)
 
-    recovers = [e for e in _audit(prefix) if e["action"] == "recover"]
+    recovers = [e for e in audit_lines(prefix) if e["action"] == "recover"]
     assert len(recovers) >= len(PHASES) and all(e["outcome"] == "ok" for e in recovers)  # not "verify"
     assert life.cli("uninstall", "--prefix", str(prefix), "--remove-weights")[0] == 0
     assert life.containers(prefix) == [] and not (prefix / "versions").exists()

@@ -38,7 +38,19 @@ from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     push_to,
     upstream_registry,
 )
-from tests.install_helpers import build, chat, cli, cli_env, run_ok, smollm2_model, write_spec
+from tests.install_helpers import (
+    answers,
+    audit_lines,
+    build,
+    chat,
+    cli,
+    cli_env,
+    ctx_arg,
+    run_ok,
+    smollm2_model,
+    status_data,
+    write_spec,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 NAME = "smollm2-clife"
@@ -106,28 +118,6 @@ def life(docker_engine: DockerEngine, upstream_registry: Registry, llama_server_
                 docker_engine.client.api.remove_image(ref)
 
 
-def _key(prefix: Path) -> str:
-    return (prefix / "secrets/api-key").read_text().strip()
-
-
-def _answers(port: int, prefix: Path) -> bool:
-    status, answer = chat(port, _key(prefix))
-    return status == 200 and bool(answer["choices"][0]["message"]["content"].strip())
-
-
-def _status(life: Life, prefix: Path) -> dict[str, Any]:
-    rc, out = life.cli("status", "--prefix", str(prefix))
-    assert rc == 0, out["error"]
-    return dict(out["data"])
-
-
-def _ctx_arg(life: Life, container_id: str) -> str:
-    args = life.client.api.inspect_container(container_id)["Args"]
-    return str(args[args.index("--ctx-size") + 1] if "--ctx-size" in args else args[args.index("-c") + 1])
-
-
-def _audit(prefix: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (prefix / "audit.log").read_text().splitlines()]
 
 
 def _by_version(life: Life, prefix: Path) -> dict[str, list[str]]:
@@ -144,51 +134,51 @@ def test_compose_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     vid1 = first["data"]["versionId"]
     assert Path(first["data"]["composeVersionFile"]) == prefix / "versions" / vid1 / "deploy/compose.yaml"
     assert str(prefix / "versions" / vid1 / "model") in Path(first["data"]["composeVersionFile"]).read_text()
-    assert _answers(port, prefix)
+    assert answers(port, prefix)
 
     rc, up = life.install("1.1.0", prefix, port)
     assert rc == 0, up["error"]
     assert up["data"]["composeProject"] != first["data"]["composeProject"]
-    st = _status(life, prefix)
+    st = status_data(life, prefix)
     assert st["version"] == "1.1.0" and st["healthy"] and st["endpoint"] == f"http://127.0.0.1:{port}/v1"
     assert st["active"].startswith("1.1.0-") and st["previous"] == vid1
     assert _by_version(life, prefix) == {"1.0.0": ["exited"], "1.1.0": ["running"]}  # the old one is kept
-    assert _ctx_arg(life, st["containerId"]) == "1024"
+    assert ctx_arg(life, st["containerId"]) == "1024"
     assert (prefix / "model").resolve() == (prefix / "versions" / st["active"] / "model").resolve()
     record = json.loads((prefix / "airpack-install.json").read_text())
     assert record["stateVersion"] == 2 and record["target"] == "compose"
     assert record["composeProject"] == up["data"]["composeProject"]
-    assert _answers(port, prefix)
+    assert answers(port, prefix)
 
     rc, bad = life.install("1.2.0", prefix, port)
     assert rc == 4, bad
     assert "--no-such-flag" in bad["error"] and "taken down" in bad["error"]
     assert "answering again" in bad["error"]
-    st = _status(life, prefix)
+    st = status_data(life, prefix)
     assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None
     assert _by_version(life, prefix) == {"1.0.0": ["exited"], "1.1.0": ["running"]}
     assert not list((prefix / "versions").glob("1.2.0-*")) and not list((prefix / "versions").glob(".*"))
-    assert _answers(port, prefix)
+    assert answers(port, prefix)
 
     rc, back = life.cli("rollback", "--prefix", str(prefix))
     assert rc == 0, back["error"]
     assert back["data"]["version"] == "1.0.0" and back["data"]["previousVersion"] == "1.1.0"
-    st = _status(life, prefix)
+    st = status_data(life, prefix)
     assert st["version"] == "1.0.0" and st["healthy"] and st["previous"].startswith("1.1.0-")
     assert _by_version(life, prefix) == {"1.0.0": ["running"], "1.1.0": ["exited"]}
-    assert _ctx_arg(life, st["containerId"]) == "2048" and _answers(port, prefix)
+    assert ctx_arg(life, st["containerId"]) == "2048" and answers(port, prefix)
     assert json.loads((prefix / "airpack-install.json").read_text())["composeProject"] == \
         first["data"]["composeProject"]
     rc, forth = life.cli("rollback", "--prefix", str(prefix))
     assert rc == 0 and forth["data"]["version"] == "1.1.0"
-    assert _answers(port, prefix)
+    assert answers(port, prefix)
 
     rc, one = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.0.0")
     assert rc == 0, one["error"]
     assert one["data"]["composeProjectsDown"] == [first["data"]["composeProject"]]
-    assert _by_version(life, prefix) == {"1.1.0": ["running"]} and _answers(port, prefix)
+    assert _by_version(life, prefix) == {"1.1.0": ["running"]} and answers(port, prefix)
 
-    log = _audit(prefix)
+    log = audit_lines(prefix)
     actions = [(e["action"], e["version"], e["outcome"]) for e in log]
     assert actions == [
         ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"), ("verify", "1.1.0", "ok"),
@@ -200,7 +190,7 @@ def test_compose_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     rc, gone = life.cli("uninstall", "--prefix", str(prefix), "--all", "--remove-weights")
     assert rc == 0, gone["error"]
     assert life.containers(prefix) == [] and chat(port, None, timeout=5)[0] is None
-    assert not (prefix / "versions").exists() and _audit(prefix)[-1]["action"] == "uninstall"
+    assert not (prefix / "versions").exists() and audit_lines(prefix)[-1]["action"] == "uninstall"
 
 
 def _phase(prefix: Path) -> str | None:
@@ -231,25 +221,25 @@ def test_compose_sigkill_during_upgrade_then_status_or_rerun(life: Life) -> None
 
     # Killed once the new project is starting (the old one stopped): status undoes it, 1.0.0 answers again.
     _kill_at(life, life.argv("1.1.0", prefix, port), prefix, "health")
-    st = _status(life, prefix)
+    st = status_data(life, prefix)
     assert st["version"] == "1.0.0" and st["healthy"] and st["pending"] is None, st
-    assert _by_version(life, prefix) == {"1.0.0": ["running"]} and _answers(port, prefix)
+    assert _by_version(life, prefix) == {"1.0.0": ["running"]} and answers(port, prefix)
     assert not list((prefix / "versions").glob("1.1.0-*"))
 
     # Killed right after the journal says "stopping": the rerun undoes it and performs the upgrade.
     _kill_at(life, life.argv("1.1.0", prefix, port), prefix, "stopping")
     rc, out = life.install("1.1.0", prefix, port)
     assert rc == 0, out["error"]
-    st = _status(life, prefix)
+    st = status_data(life, prefix)
     assert st["version"] == "1.1.0" and st["healthy"] and st["previous"].startswith("1.0.0-")
-    assert _by_version(life, prefix) == {"1.0.0": ["exited"], "1.1.0": ["running"]} and _answers(port, prefix)
+    assert _by_version(life, prefix) == {"1.0.0": ["exited"], "1.1.0": ["running"]} and answers(port, prefix)
 
     # A rollback killed after it stopped the active version: status starts that version again.
     _kill_at(life, ["rollback", "--prefix", str(prefix)], prefix, "starting")
-    st = _status(life, prefix)
-    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None and _answers(port, prefix)
+    st = status_data(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None and answers(port, prefix)
 
-    recovers = [e for e in _audit(prefix) if e["action"] == "recover"]
+    recovers = [e for e in audit_lines(prefix) if e["action"] == "recover"]
     assert len(recovers) == 3 and all(e["outcome"] == "ok" for e in recovers)
     assert life.cli("uninstall", "--prefix", str(prefix), "--remove-weights")[0] == 0
     assert life.containers(prefix) == [] and not (prefix / "versions").exists()
@@ -289,5 +279,5 @@ def test_kubernetes_versions_and_rollback_commands(life: Life) -> None:
     assert (prefix / "deploy").resolve() == (prefix / "versions" / vid1 / "deploy").resolve()
     rc, forth = cli(env, "rollback", "--prefix", str(prefix))
     assert rc == 0 and forth["data"]["version"] == "1.1.0"
-    assert [(e["action"], e["version"]) for e in _audit(prefix) if e["action"] != "verify"] == [
+    assert [(e["action"], e["version"]) for e in audit_lines(prefix) if e["action"] != "verify"] == [
         ("install", "1.0.0"), ("upgrade", "1.1.0"), ("rollback", "1.0.0"), ("rollback", "1.1.0")]
