@@ -66,6 +66,12 @@ class Built:
         except ValueError:
             raise AssertionError(f"no JSON from airpack {args}: {out.stdout}\n{out.stderr}") from None
 
+    def install(self, bundle: Path, prefix: Path, target: str, *extra: str,
+                env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+        """``airpack install BUNDLE --key PUB --prefix PREFIX --target TARGET EXTRA… --json``."""
+        return self.cli("install", str(bundle), "--key", str(self.pub), "--prefix", str(prefix),
+                        "--target", target, *extra, env=env)
+
 
 def _run(env: dict[str, str], *args: str) -> None:
     out = subprocess.run(
@@ -180,18 +186,7 @@ def test_compose_target_runs_and_answers(built: Built) -> None:
     base = _compose(built)
     prefix = built.root / "prefix-compose"
     port = free_port()
-    rc, out, err = built.cli(
-        "install",
-        str(built.good),
-        "--key",
-        str(built.pub),
-        "--prefix",
-        str(prefix),
-        "--port",
-        str(port),
-        "--target",
-        "compose",
-    )
+    rc, out, err = built.install(built.good, prefix, "compose", "--port", str(port))
     assert rc == 0, (out["error"], err)
     data = out["data"]
     project, file = data["composeProject"], data["composeFile"]
@@ -226,10 +221,7 @@ def test_compose_target_runs_and_answers(built: Built) -> None:
         assert record["target"] == "compose" and record["composeProject"] == project
 
         # Installing again at the prefix takes the old project down first: one container, a new one.
-        rc, again, err = built.cli(
-            "install", str(built.good), "--key", str(built.pub), "--prefix", str(prefix),
-            "--port", str(port), "--target", "compose",
-        )  # fmt: skip
+        rc, again, err = built.install(built.good, prefix, "compose", "--port", str(port))
         assert rc == 0, (again["error"], err)
         assert again["data"]["apiKey"] is None and again["data"]["smoke"]["ok"]  # the key is kept
         now = [c.id for c in _compose_projects(built.client, prefix)]
@@ -248,18 +240,7 @@ def test_compose_target_runs_and_answers(built: Built) -> None:
 def test_compose_target_unhealthy_exits_4_and_takes_the_project_down(built: Built) -> None:
     _compose(built)
     prefix = built.root / "prefix-compose-broken"
-    rc, out, _ = built.cli(
-        "install",
-        str(built.bad),
-        "--key",
-        str(built.pub),
-        "--prefix",
-        str(prefix),
-        "--port",
-        str(free_port()),
-        "--target",
-        "compose",
-    )
+    rc, out, _ = built.install(built.bad, prefix, "compose", "--port", str(free_port()))
     assert rc == 4, out
     assert "invalid argument: --no-such-flag" in out["error"] and "taken down" in out["error"]
     assert _compose_projects(built.client, prefix) == []
@@ -270,18 +251,7 @@ def test_systemd_target_without_systemd_writes_units_and_prints_commands(built: 
     if systemd_running():
         pytest.skip("systemd is PID 1 here: this test checks the host without it (it would install a unit)")
     prefix = built.root / "prefix-systemd"
-    rc, out, _ = built.cli(
-        "install",
-        str(built.good),
-        "--key",
-        str(built.pub),
-        "--prefix",
-        str(prefix),
-        "--port",
-        str(free_port()),
-        "--target",
-        "systemd",
-    )
+    rc, out, _ = built.install(built.good, prefix, "systemd", "--port", str(free_port()))
     assert rc == 0, out["error"]
     data = out["data"]
     unit = prefix / "deploy/systemd/airpack-smollm2-targets.service"
@@ -315,25 +285,11 @@ def test_systemd_target_without_systemd_writes_units_and_prints_commands(built: 
 
 def test_kubernetes_target_writes_valid_manifests_and_secret(built: Built) -> None:
     prefix = built.root / "prefix-k8s"
-    rc, out, _ = built.cli(
-        "install", str(built.good), "--key", str(built.pub), "--prefix", str(prefix), "--target", "kubernetes"
-    )
+    rc, out, _ = built.install(built.good, prefix, "kubernetes")
     assert rc == 2 and "--registry" in out["error"]
     env = {**built.env, "PATH": str(Path(sys.executable).parent)}  # no kubectl: --apply prints the commands
-    rc, out, _ = built.cli(
-        "install",
-        str(built.good),
-        "--key",
-        str(built.pub),
-        "--prefix",
-        str(prefix),
-        "--target",
-        "kubernetes",
-        "--registry",
-        "registry.internal:5000/ai",
-        "--apply",
-        env=env,
-    )
+    rc, out, _ = built.install(built.good, prefix, "kubernetes", "--registry", "registry.internal:5000/ai",
+                               "--apply", env=env)
     assert rc == 0, out["error"]
     data = out["data"]
     folder = prefix / "deploy/kubernetes"
