@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import SourceError
+from airpack.errors import FetchError, SourceError
 from airpack.hashing import FileDigest, hash_file
 from airpack.layout import IMAGES_DIR
 from airpack.lock import LockedImage
@@ -70,17 +70,38 @@ def fetch_all(images: tuple[LockedImage, ...], bundle: Path, *, cache_dir: Path,
 
     layout = bundle / IMAGES_DIR
     records: list[dict[str, Any]] = []
+    known: dict[str, FileDigest] = {}
     client = _docker_client() if any(i.source == "engine" for i in images) else None
     advance = reporter.task("fetching images", sum(i.size for i in images))
     for locked in images:
         fetched = fetch_image(locked, layout, cache_dir=cache_dir, progress=advance, engine=client)
+        known.update(fetched.digests)
         records.append(locked.to_dict() | {"manifestDigest": fetched.manifest_digest, "refName": fetched.ref_name,
                                            "airpackTag": airpack_tag(locked)})
     reporter.done(advance)
-    # The layout's blobs were hashed against their digests while fetched; hashing them once more here gives the
-    # chunk digests that let verify check a multi-GB layer on every core.
-    digests = {
-        path.relative_to(bundle).as_posix(): hash_file(path)
-        for path in sorted(layout.rglob("*")) if path.is_file()
-    }
-    return digests, records
+    return _layout_digests(bundle, layout, known), records
+
+
+def _layout_digests(bundle: Path, layout: Path, known: dict[str, FileDigest]) -> dict[str, FileDigest]:
+    """Every layout file's digests for ``SHA256SUMS``. Blobs written by this build were hashed (whole and in
+    chunks) while they were written; only the rest is read again: ``index.json``, ``oci-layout``, small
+    manifests and configs, and blobs an interrupted earlier run left in the staging layout, which must still
+    hash to their names."""
+    digests: dict[str, FileDigest] = {}
+    blobs = layout / "blobs" / "sha256"
+    for path in sorted(layout.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.name.startswith("."):
+            path.unlink()  # a temporary file of a run that was killed (see OciLayout.staging): never bundled
+            continue
+        name = "sha256:" + path.name if path.parent == blobs else None
+        digest = known.get(name) if name else None
+        if digest is None:
+            digest = hash_file(path)
+            if name and "sha256:" + digest.sha256 != name:
+                raise FetchError(f"{path}: bytes hash to sha256:{digest.sha256}, not its name",
+                                 hint="an earlier interrupted build left a damaged blob; delete the staging "
+                                      "folder and build again")
+        digests[path.relative_to(bundle).as_posix()] = digest
+    return digests

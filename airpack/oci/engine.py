@@ -5,7 +5,6 @@ Uses the docker SDK (``docker.DockerClient``); typed loosely because the SDK shi
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack.errors import FetchError, InstallError, SourceError, VerificationError
+from airpack.hashing import DigestSink, FileDigest
 from airpack.lock import LockedImage
 from airpack.oci.archive import ArchiveEntry, docker_archive
 from airpack.oci.fetch import FetchedImage
@@ -109,7 +109,7 @@ def save_from_engine(client: Any, locked: LockedImage, layout_dir: Path, *,
     except _docker_errors() as exc:
         raise SourceError(f"{locked.ref}: image {locked.config_digest} is no longer in the engine",
                           hint="the image was rebuilt or removed since lock; run 'airpack lock' again") from exc
-    layers: dict[str, tuple[str, int]] = {}  # "<dir>/layer.tar" -> (digest, size)
+    layers: dict[str, FileDigest] = {}  # "<dir>/layer.tar" -> its digests
     links: dict[str, str] = {}
     config: bytes | None = None
     doc: Any = None
@@ -134,7 +134,7 @@ def save_from_engine(client: Any, locked: LockedImage, layout_dir: Path, *,
     if config is None or sha256_digest(config) != locked.config_digest or not doc:
         raise FetchError(f"{locked.ref}: docker save did not return config {locked.config_digest}")
     paths = [links.get(p, p) for p in doc[0]["Layers"]]
-    descs = [Descriptor(OCI_LAYER, *layers[links.get(p, p)]) for p in paths]
+    descs = [Descriptor(OCI_LAYER, "sha256:" + layers[p].sha256, layers[p].size) for p in paths]
     diff_ids = json.loads(config).get("rootfs", {}).get("diff_ids", [])
     if [d.digest for d in descs] != diff_ids:
         raise FetchError(f"{locked.ref}: saved layers do not match the config's diff_ids")
@@ -146,23 +146,27 @@ def save_from_engine(client: Any, locked: LockedImage, layout_dir: Path, *,
     mdesc = layout.put_bytes(raw)
     name = ref_name(locked)
     layout.add_manifest(Descriptor(OCI_MANIFEST, mdesc.digest, mdesc.size), name, cfg.digest)
-    return FetchedImage(locked, mdesc.digest, name, (cfg, *descs), 0)
+    return FetchedImage(locked, mdesc.digest, name, (cfg, *descs), 0,
+                        {"sha256:" + d.sha256: d for d in layers.values()})
 
 
-def _store(layout: OciLayout, fh: Any, progress: Progress | None) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
+def _store(layout: OciLayout, fh: Any, progress: Progress | None) -> FileDigest:
+    """Write one layer into the layout under its digest, hashed (whole and chunks) as it is written."""
+    sink = DigestSink()
     with layout.staging("sha256:" + "0" * 64) as (out, tmp):
-        while block := fh.read(BLOCK):
-            out.write(block)
-            h.update(block)
-            size += len(block)
-            if progress:
-                progress(len(block))
+        try:
+            while block := fh.read(BLOCK):
+                out.write(block)
+                sink.update(block)
+                if progress:
+                    progress(len(block))
+        finally:
+            got = sink.close()
         out.close()
-        digest = "sha256:" + h.hexdigest()
-        if not layout.has_blob(digest, size):
+        digest = "sha256:" + got.sha256
+        if not layout.has_blob(digest, got.size):
             layout.commit(tmp, digest)
-    return digest, size
+    return got
 
 
 def load_into_engine(layout_dir: Path, images: list[LockedImage], client: Any, *,
@@ -190,7 +194,7 @@ def load_into_engine(layout_dir: Path, images: list[LockedImage], client: Any, *
 
     load_errors: tuple[type[Exception], ...] = (VerificationError, *_load_errors())
     try:
-        for msg in client.api.load_image(body()) or ():
+        for msg in client.api.load_image(body(), quiet=True) or ():
             if isinstance(msg, dict) and msg.get("error"):
                 raise InstallError(f"docker load failed: {msg['error']}")
     except InstallError:

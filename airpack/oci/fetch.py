@@ -8,20 +8,21 @@ until every blob of the image matched its digest, so a failed fetch leaves the l
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import hashlib
+import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Self
 
 import requests
 import urllib3.exceptions
 
 from airpack.errors import FetchError, SourceError
+from airpack.hashing import DigestSink, FileDigest, copy_and_hash, hash_file
 from airpack.lock import LockedImage
 from airpack.oci.auth import RegistryOptions
 from airpack.oci.layout import OciLayout, ref_name
@@ -31,7 +32,8 @@ from airpack.oci.registry import RegistryClient
 from airpack.oci.resolve import check_tag_unmoved
 
 Progress = Callable[[int], None]
-BLOCK = 1024 * 1024
+# 4 MiB reads: fewer Python-level round trips per GiB; the hash queues hold at most 8 blocks each.
+BLOCK = 4 * 1024 * 1024
 _TRANSIENT = (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 
 
@@ -44,6 +46,8 @@ class FetchedImage:
     ref_name: str
     blobs: tuple[Descriptor, ...]
     downloaded: int = 0
+    digests: Mapping[str, FileDigest] = field(default_factory=dict)
+    """Whole-file and chunk digests of the blobs this call wrote, hashed as they were written, by blob digest."""
 
 
 def fetch_image(
@@ -75,17 +79,22 @@ def fetch_image(
         unique = list({b.digest: b for b in manifest.blobs}.values())
         todo = [b for b in unique if not layout.has_blob(b.digest, b.size)]
         cache = BlobCache(cache_dir)
+        # Same file system: download into the cache, hard-link into the layout. Another one (the bundle on
+        # removable media): write both copies in the one pass rather than copy the cache file afterwards.
+        tee = cache.done.stat().st_dev != layout.blobs.stat().st_dev
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             results = list(pool.map(
-                lambda b: cache.ensure(client, parsed.repository, b, progress=progress, retries=retries),
+                lambda b: cache.ensure(client, parsed.repository, b, progress=progress, retries=retries,
+                                       place=layout.blob_path(b.digest) if tee else None),
                 sorted(todo, key=lambda b: -b.size)))
     # Every blob is verified in the cache; only now does anything enter the layout.
-    for blob, (path, _) in zip(sorted(todo, key=lambda b: -b.size), results, strict=True):
+    for blob, (path, _, _) in zip(sorted(todo, key=lambda b: -b.size), results, strict=True):
         layout.put_verified_file(path, blob.digest, blob.size)
     desc = layout.put_bytes(raw)
     name = ref_name(locked)
     layout.add_manifest(Descriptor(media_type, desc.digest, desc.size), name, manifest.config.digest)
-    return FetchedImage(locked, digest, name, manifest.blobs, sum(n for _, n in results))
+    digests = {b.digest: d for b, (_, d, _) in zip(sorted(todo, key=lambda b: -b.size), results, strict=True)}
+    return FetchedImage(locked, digest, name, manifest.blobs, sum(n for _, _, n in results), digests)
 
 
 class BlobCache:
@@ -102,21 +111,32 @@ class BlobCache:
         return self.done / digest.removeprefix("sha256:")
 
     def ensure(self, client: RegistryClient, repo: str, blob: Descriptor, *,
-               progress: Progress | None = None, retries: int = 3) -> tuple[Path, int]:
-        """The cache path of ``blob`` (downloading it if needed) and the bytes downloaded."""
+               progress: Progress | None = None, retries: int = 3, place: Path | None = None,
+               ) -> tuple[Path, FileDigest, int]:
+        """The cache path of ``blob`` (downloading it if needed), its digests and the bytes downloaded.
+
+        A blob already in the cache is hashed again before it is used: the cache is a convenience, never
+        trusted. ``place``: also write the blob there (the bundle's layout on another file system, where a
+        hard link cannot reach), in the same pass: downloaded bytes are written to both files as they arrive,
+        a cached blob is copied while it is hashed, so each byte is read once either way.
+        """
         final = self.path(blob.digest)
         part = self.partial / final.name
         with part.open("ab") as lockfh:
             fcntl.flock(lockfh, fcntl.LOCK_EX)
             if final.exists():
-                if _file_digest(final) == blob.digest and final.stat().st_size == blob.size:
-                    part.unlink(missing_ok=True)
-                    return final, 0
+                with _Tee(place) as tee:
+                    digest = copy_and_hash(final, tee.fh, progress=progress) if tee.fh else hash_file(
+                        final, progress=progress)
+                    if "sha256:" + digest.sha256 == blob.digest and digest.size == blob.size:
+                        part.unlink(missing_ok=True)
+                        tee.commit()
+                        return final, digest, 0
                 final.unlink()  # a corrupted cache entry is dropped, never used
-            return final, self._download(client, repo, blob, part, final, progress, retries)
+            return final, *self._download(client, repo, blob, part, final, progress, retries, place)
 
     def _download(self, client: RegistryClient, repo: str, blob: Descriptor, part: Path, final: Path,
-                  progress: Progress | None, retries: int) -> int:
+                  progress: Progress | None, retries: int, place: Path | None) -> tuple[FileDigest, int]:
         where = f"{client.registry}/{repo}@{blob.digest}"
         fetched = 0
         resumed = False
@@ -127,8 +147,13 @@ class BlobCache:
                 part.write_bytes(b"")
                 offset = 0
             try:
-                got, h = self._stream(client, repo, blob, part, offset, progress, where)
-                fetched += got
+                # A resumed download is not mirrored (the first bytes are only in the cache): the caller
+                # copies it after, as for a cache on the same file system.
+                with _Tee(place if offset == 0 else None) as tee:
+                    got, digest = self._stream(client, repo, blob, part, offset, progress, where, tee.fh)
+                    fetched += got
+                    if "sha256:" + digest.sha256 == blob.digest and digest.size == blob.size:
+                        tee.commit()
             except FetchError as exc:
                 if not _is_transient(exc) or attempt >= retries:
                     raise FetchError(f"{where}: download interrupted at byte {part.stat().st_size} of "
@@ -138,9 +163,10 @@ class BlobCache:
                 resumed = True
                 time.sleep(min(0.5 * attempt, 2.0))
                 continue
-            if h == blob.digest and part.stat().st_size == blob.size:
+            h = "sha256:" + digest.sha256
+            if h == blob.digest and digest.size == blob.size == part.stat().st_size:
                 part.replace(final)
-                return fetched
+                return digest, fetched
             if resumed or offset:
                 part.write_bytes(b"")  # a bad resume (e.g. a torn partial file): retry once from zero
                 resumed, offset = False, 0
@@ -153,56 +179,91 @@ class BlobCache:
 
     @staticmethod
     def _stream(client: RegistryClient, repo: str, blob: Descriptor, part: Path, offset: int,
-                progress: Progress | None, where: str) -> tuple[int, str]:
-        h = hashlib.sha256()
-        if offset:
-            _hash_into(part, h)
+                progress: Progress | None, where: str, tee: BinaryIO | None = None) -> tuple[int, FileDigest]:
+        """Append the blob's bytes from ``offset`` to ``part``; digests of the whole file as it then is.
+
+        This thread only receives and writes; the ``DigestSink`` hashes on two more threads.
+        """
+        sink = DigestSink()
         try:
-            resp = client.open_blob(repo, blob.digest, offset)
-        except FetchError as exc:
-            exc.transient = True  # type: ignore[attr-defined]
-            raise
-        got = 0
-        with resp:
-            if resp.status_code == 404:
-                raise SourceError(f"{where}: the registry no longer has this blob",
-                                  hint="the image was deleted upstream; run 'airpack lock' again")
-            if resp.status_code == 206 and offset:
-                mode = "ab"
-            elif resp.status_code == 200:
-                mode, h = "wb", hashlib.sha256()
-            else:
-                raise FetchError(f"{where}: HTTP {resp.status_code}")
+            if offset:
+                _feed(part, sink)
             try:
-                with part.open(mode) as fh:
-                    for block in resp.raw.stream(BLOCK, decode_content=False):
-                        fh.write(block)
-                        h.update(block)
-                        got += len(block)
-                        if progress:
-                            progress(len(block))
-            except _TRANSIENT as exc:
-                err = FetchError(f"{type(exc).__name__}")
-                err.transient = True  # type: ignore[attr-defined]
-                raise err from None
-        return got, "sha256:" + h.hexdigest()
+                resp = client.open_blob(repo, blob.digest, offset)
+            except FetchError as exc:
+                exc.transient = True  # type: ignore[attr-defined]
+                raise
+            got = 0
+            with resp:
+                if resp.status_code == 404:
+                    raise SourceError(f"{where}: the registry no longer has this blob",
+                                      hint="the image was deleted upstream; run 'airpack lock' again")
+                if resp.status_code == 206 and offset:
+                    mode = "ab"
+                elif resp.status_code == 200:
+                    mode = "wb"
+                    sink.close()
+                    sink = DigestSink()
+                else:
+                    raise FetchError(f"{where}: HTTP {resp.status_code}")
+                try:
+                    with part.open(mode, buffering=0) as fh:
+                        for block in resp.raw.stream(BLOCK, decode_content=False):
+                            fh.write(block)
+                            if tee is not None:
+                                tee.write(block)
+                            sink.update(block)
+                            got += len(block)
+                            if progress:
+                                progress(len(block))
+                except _TRANSIENT as exc:
+                    err = FetchError(f"{type(exc).__name__}")
+                    err.transient = True  # type: ignore[attr-defined]
+                    raise err from None
+        finally:
+            digest = sink.close()
+        return got, digest
 
 
 def _is_transient(exc: FetchError) -> bool:
     return bool(getattr(exc, "transient", False))
 
 
-def _hash_into(path: Path, h: Any) -> None:
-    with path.open("rb") as fh:
+class _Tee:
+    """A second copy of a blob being downloaded or read: a temporary file beside ``place``, renamed onto it
+    by ``commit`` once the caller has matched the digest, removed otherwise (``fh`` is None without
+    ``place``)."""
+
+    def __init__(self, place: Path | None) -> None:
+        self.place = place
+        self.tmp = place.with_name(f".{place.name[:12]}.{os.getpid()}.{threading.get_ident()}.tee") if place else None
+        self.fh: BinaryIO | None = None
+        self._done = False
+
+    def __enter__(self) -> Self:
+        if self.tmp is not None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = self.tmp.open("wb", buffering=0)
+        return self
+
+    def commit(self) -> None:
+        if self.fh is not None and self.tmp is not None and self.place is not None:
+            self.fh.close()
+            self.tmp.chmod(0o644)
+            self.tmp.replace(self.place)
+            self._done = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fh is not None:
+            self.fh.close()
+        if self.tmp is not None and not self._done:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _feed(path: Path, sink: DigestSink) -> None:
+    with path.open("rb", buffering=0) as fh:
         while block := fh.read(BLOCK):
-            h.update(block)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with contextlib.suppress(FileNotFoundError):
-        _hash_into(path, h)
-    return "sha256:" + h.hexdigest()
+            sink.update(block)
 
 
 __all__ = ["BlobCache", "FetchedImage", "fetch_image"]
