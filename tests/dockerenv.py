@@ -434,11 +434,25 @@ class FaultProxy:
 
 
 # --- bearer token server ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TokenCall:
+    """One request to the ``TokenServer``: method, query string and (for ``POST``) form fields."""
+
+    method: str
+    query: dict[str, list[str]]
+    form: dict[str, list[str]]
+    content_type: str
+
+
 class TokenServer:
     """A token endpoint for distribution's ``auth: token``: anonymous pulls everywhere except under
-    ``private/``, which needs ``user``/``password``. Signs ES256 JWTs with a self-signed cert (``x5c``)."""
+    ``private/``, which needs ``user``/``password`` (``GET`` with basic auth) or, like an OAuth2/OIDC registry
+    (ACR, Harbor), the identity token ``refresh_token`` (``POST`` with ``grant_type=refresh_token``; answers
+    ``access_token``). ``rotate``: each exchange returns a new refresh token and retires the one used.
+    ``calls`` records every request. Signs ES256 JWTs with a self-signed cert (``x5c``)."""
 
-    def __init__(self, root: Path, user: str = "alice", password: str = "s3cret") -> None:  # noqa: S107
+    def __init__(self, root: Path, user: str = "alice", password: str = "s3cret",  # noqa: S107
+                 refresh_token: str = "idtok-alice-0", *, rotate: bool = False) -> None:  # noqa: S107
         import datetime
 
         from cryptography import x509
@@ -458,14 +472,55 @@ class TokenServer:
         self.cert_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         self.user, self.password = user, password
         self.requests: list[tuple[str | None, str]] = []  # (user or None, scope)
+        self.calls: list[TokenCall] = []
+        self.refresh_tokens = {refresh_token}  # the valid ones
+        self.rotate = rotate
         ts = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def _reply(self, status: int, doc: dict[str, Any]) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                ctype = self.headers.get("Content-Type", "")
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                form = urllib.parse.parse_qs(raw)
+                ts.calls.append(TokenCall("POST", q, form, ctype))
+                field = {k: v[0] for k, v in form.items()}
+                if not ctype.startswith("application/x-www-form-urlencoded") or not field.get("client_id"):
+                    self._reply(400, {"error": "invalid_request"})
+                    return
+                if field.get("grant_type") != "refresh_token":
+                    self._reply(400, {"error": "unsupported_grant_type"})
+                    return
+                with ts.lock:
+                    valid = field.get("refresh_token") in ts.refresh_tokens
+                    new_refresh = None
+                    if valid and ts.rotate:
+                        ts.refresh_tokens.discard(field["refresh_token"])
+                        new_refresh = f"idtok-rotated-{os.urandom(6).hex()}"
+                        ts.refresh_tokens.add(new_refresh)
+                if not valid:
+                    self._reply(401, {"error": "invalid_grant"})
+                    return
+                scopes = field.get("scope", "").split()
+                ts.requests.append((ts.user, " ".join(scopes)))
+                doc = {"access_token": ts.token(ts.grant(scopes, ts.user), field.get("service", ""), ts.user),
+                       "expires_in": 300, **({"refresh_token": new_refresh} if new_refresh else {})}
+                self._reply(200, doc)
+
             def do_GET(self) -> None:
                 q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                ts.calls.append(TokenCall("GET", q, {}, ""))
                 user = None
                 auth = self.headers.get("Authorization", "")
                 if auth.startswith("Basic "):
@@ -477,19 +532,9 @@ class TokenServer:
                     user = u
                 scopes = q.get("scope", [])
                 ts.requests.append((user, " ".join(scopes)))
-                access = []
-                for scope in scopes:
-                    kind, _, rest = scope.partition(":")
-                    repo, _, actions = rest.rpartition(":")
-                    if kind == "repository" and (user or not repo.startswith("private/")):
-                        access.append({"type": kind, "name": repo, "actions": actions.split(",")})
-                body = json.dumps({"token": ts.token(access, q.get("service", [""])[0], user)}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._reply(200, {"token": ts.token(ts.grant(scopes, user), q.get("service", [""])[0], user)})
 
+        self.lock = threading.Lock()
         self._hashes, self._ec = hashes, ec
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -502,6 +547,16 @@ class TokenServer:
     def registry_auth(self) -> dict[str, Any]:
         return {"token": {"realm": self.realm, "service": "airpack-test", "issuer": "airpack-test-issuer",
                           "rootcertbundle": str(self.cert_file)}}
+
+    @staticmethod
+    def grant(scopes: list[str], user: str | None) -> list[dict[str, Any]]:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            repo, _, actions = rest.rpartition(":")
+            if kind == "repository" and (user or not repo.startswith("private/")):
+                access.append({"type": kind, "name": repo, "actions": actions.split(",")})
+        return access
 
     def token(self, access: list[dict[str, Any]], service: str, user: str | None) -> str:
         from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -656,6 +711,7 @@ __all__ = [
     "FaultProxy",
     "MadeImage",
     "Registry",
+    "TokenCall",
     "TokenServer",
     "build_test_images",
     "built_images",

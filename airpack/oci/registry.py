@@ -6,6 +6,10 @@ with ``Range``; its retry decorator swallows broad exceptions and it logs to the
 airpack needs (bearer/basic auth, resumable verified downloads, chunked uploads) is ~300 lines here.
 ``requests`` is already required by the docker SDK, so no dependency is added.
 
+Bearer tokens come from the challenge's realm: ``GET`` with basic auth for a username/password (or none), or,
+for an identity token, docker's OAuth2 ``POST`` (``grant_type=refresh_token``, ``client_id=airpack``); a
+refresh token the server rotates is kept for the rest of the process, never written to the user's config.
+
 Transport failures become ``FetchError``; HTTP statuses are returned to callers, which know whether a 404
 means "unknown image" (lock) or "the registry lost a blob" (build).
 """
@@ -22,11 +26,20 @@ from requests.adapters import HTTPAdapter
 
 from airpack import __version__
 from airpack.errors import FetchError, SourceError
-from airpack.oci.auth import Challenge, RegistryOptions, credentials_for, parse_challenge
+from airpack.oci.auth import Challenge, Credential, RegistryOptions, parse_challenge, registry_credential
 from airpack.oci.manifest import ACCEPT, MAX_MANIFEST_BYTES, media_type_of, sha256_digest
 from airpack.oci.reference import DOCKER_HUB, is_loopback
 
 Body = bytes | IO[bytes] | io.RawIOBase | None
+OAUTH_CLIENT_ID = "airpack"
+_REFUSED_HINT = "check 'docker login' or the registry credentials given to airpack"
+_IDENTITY_REFUSED_HINT = "the identity token may have expired or been revoked: run 'docker login' again"
+_OAUTH_REFUSALS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+
+# Refresh tokens the token servers rotated in this process: (realm, service, identity token) → newest one.
+# Later clients for the same login use it (a rotating server may already refuse the one in the config).
+_rotated: dict[tuple[str, str, str], str] = {}
+_rotated_lock = threading.Lock()  # also serialises refresh-token exchanges, as docker does
 
 
 class RegistryClient:
@@ -50,7 +63,7 @@ class RegistryClient:
         self._tokens: dict[str, str] = {}
         self._challenge: Challenge | None = None
         self._creds_loaded = False
-        self._creds: tuple[str, str] | None = None
+        self._creds: Credential | None = None
 
     def close(self) -> None:
         self.session.close()
@@ -62,10 +75,10 @@ class RegistryClient:
         self.close()
 
     # -- auth ---------------------------------------------------------------------------------------
-    def _credentials(self) -> tuple[str, str] | None:
+    def _credentials(self) -> Credential | None:
         with self._lock:
             if not self._creds_loaded:
-                self._creds = credentials_for(self.registry, self.options)
+                self._creds = registry_credential(self.registry, self.options)
                 self._creds_loaded = True
             return self._creds
 
@@ -74,36 +87,81 @@ class RegistryClient:
         if ch is None:
             return {}
         if ch.scheme == "basic":
-            creds = self._credentials()
-            if creds is None:
-                return {}
-            return {"Authorization": requests.auth._basic_auth_str(*creds)}
+            basic = self._basic_credentials()
+            return {"Authorization": requests.auth._basic_auth_str(*basic)} if basic else {}
         with self._lock:
             token = self._tokens.get(scope)
         return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _basic_credentials(self) -> tuple[str, str] | None:
+        """The basic-auth pair; an identity token alone cannot answer a basic challenge."""
+        creds = self._credentials()
+        if creds is None:
+            return None
+        if creds.basic is None:
+            raise SourceError(f"{self.host}: the registry asks for a username and password (basic auth), "
+                              "but the docker configuration holds only an identity token for it",
+                              hint=f"run 'docker login {self.registry}' with a username and password")
+        return creds.basic
 
     def _fetch_token(self, ch: Challenge, scope: str) -> None:
         realm = ch.params.get("realm")
         if not realm:
             raise FetchError(f"{self.host}: bearer challenge without a realm")
-        params = {k: v for k, v in (("service", ch.params.get("service")), ("scope", scope)) if v}
+        service = ch.params.get("service") or ""
         creds = self._credentials()
-        try:
-            resp = self.session.get(realm, params=params, auth=creds, timeout=self._timeout())
-        except requests.RequestException as exc:
-            raise FetchError(f"{self.host}: token request to {realm} failed: {type(exc).__name__}") from None
-        if resp.status_code in (401, 403):
-            raise SourceError(f"{self.host}: credentials refused for {scope or 'access'}",
-                              hint="check 'docker login' or the registry credentials given to airpack")
-        if resp.status_code != 200:
-            raise FetchError(f"{self.host}: token endpoint answered HTTP {resp.status_code}")
-        try:
-            doc = resp.json()
-            token = str(doc.get("token") or doc["access_token"])
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise FetchError(f"{self.host}: token endpoint returned no token") from None
+        if creds is not None and creds.identity_token:
+            token = self._oauth_token(realm, service, scope, creds.identity_token)
+        else:
+            params = {k: v for k, v in (("service", service), ("scope", scope)) if v}
+            auth = creds.basic if creds else None
+            try:
+                resp = self.session.get(realm, params=params, auth=auth, timeout=self._timeout())
+            except requests.RequestException as exc:
+                raise self._token_failure(realm, exc) from None
+            self._check_token_status(resp, scope, _REFUSED_HINT)
+            token = self._token_field(resp, "token", "access_token")
         with self._lock:
             self._tokens[scope] = token
+
+    def _oauth_token(self, realm: str, service: str, scope: str, identity_token: str) -> str:
+        """Exchange the identity token (an OAuth2 refresh token) for an access token, as docker does: the
+        form goes in the body, never the URL, and a ``POST`` that fails is not retried as a ``GET``."""
+        key = (realm, service, identity_token)
+        with _rotated_lock:
+            refresh = _rotated.get(key, identity_token)
+            form = {"grant_type": "refresh_token", "refresh_token": refresh, "client_id": OAUTH_CLIENT_ID,
+                    **{k: v for k, v in (("service", service), ("scope", scope)) if v}}
+            try:
+                # No redirects: a 307/308 would resend the refresh token to wherever it points.
+                resp = self.session.post(realm, data=form, timeout=self._timeout(), allow_redirects=False)
+            except requests.RequestException as exc:
+                raise self._token_failure(realm, exc) from None
+            # RFC 6749 answers a bad refresh token with 400 invalid_grant; registries mostly with 401.
+            refused = resp.status_code == 400 and _json_field(resp, "error") in _OAUTH_REFUSALS
+            self._check_token_status(resp, scope, _IDENTITY_REFUSED_HINT, refused=refused)
+            token = self._token_field(resp, "access_token", "token")
+            new_refresh = _json_field(resp, "refresh_token")
+            if new_refresh and new_refresh != refresh:
+                _rotated[key] = new_refresh
+        return token
+
+    def _token_failure(self, realm: str, exc: Exception) -> FetchError:
+        return FetchError(f"{self.host}: token request to {realm} failed: {type(exc).__name__}")
+
+    def _check_token_status(self, resp: requests.Response, scope: str, hint: str, *, refused: bool = False
+                            ) -> None:
+        if refused or resp.status_code in (401, 403):
+            raise SourceError(f"{self.host}: credentials refused for {scope or 'access'}", hint=hint)
+        if resp.status_code != 200:
+            raise FetchError(f"{self.host}: token endpoint answered HTTP {resp.status_code}")
+
+    def _token_field(self, resp: requests.Response, *names: str) -> str:
+        for name in names:
+            value = _json_field(resp, name)
+            if value:
+                return value
+        raise FetchError(f"{self.host}: token endpoint returned no token")
 
     def _timeout(self) -> tuple[float, float]:
         return (self.options.connect_timeout, self.options.read_timeout)
@@ -142,7 +200,7 @@ class RegistryClient:
                 with self._lock:
                     if challenge.params.get("scope") and challenge.params["scope"] != scope:
                         self._tokens[scope] = self._tokens[challenge.params["scope"]]
-            elif self._credentials() is None:
+            elif self._basic_credentials() is None:
                 return resp
             if body is not None and not isinstance(body, bytes):
                 body.seek(start)
@@ -198,6 +256,16 @@ class RegistryClient:
 
     def absolute(self, location: str) -> str:
         return location if "://" in location else f"{self.base}{location}"
+
+
+def _json_field(resp: requests.Response, name: str) -> str:
+    """A string field of a JSON object body, or "" (token endpoints answer small JSON objects)."""
+    try:
+        doc = resp.json()
+    except ValueError:
+        return ""
+    value = doc.get(name) if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def check_status(resp: requests.Response, ok: tuple[int, ...], what: str) -> None:

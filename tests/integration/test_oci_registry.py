@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from airpack.oci import RegistryOptions, fetch_image, push_layout, resolve_image
 from airpack.oci.layout import ref_name
 from tests.dockerenv import (
     FaultProxy,
+    MadeImage,
     Registry,
     TokenServer,
     make_image,
@@ -209,6 +211,122 @@ def test_bearer_token_auth(tmp_path: Path) -> None:
     finally:
         guarded.stop()
         tokens.close()
+
+
+# Identity tokens (OAuth2 refresh tokens) accepted, or not, only by the test TokenServer.
+IDTOKEN = "idtok-from-docker-login"
+WRONG_IDTOKEN = "idtok-WRONG-d41d8cd98f00b204"
+
+
+def _token_guarded(tmp_path: Path, tokens: TokenServer) -> tuple[Registry, MadeImage]:
+    """A registry holding ``private/img:1`` behind ``tokens`` (pushed while it was still open)."""
+    private = make_image([{"p": b"private by identity token"}])
+    plain = start_registry(tmp_path, "oauth")
+    push_image(plain.url, "private/img", "1", private)
+    plain.stop()
+    cfg = json.loads(plain.config.read_text())
+    cfg["auth"] = tokens.registry_auth()
+    plain.config.write_text(json.dumps(cfg))
+    return Registry(plain.root, plain.port, plain.config).start(), private
+
+
+def _identity_config(tmp_path: Path, host: str, token: str) -> Path:
+    cfg = tmp_path / "docker-config.json"
+    cfg.write_text(json.dumps({"auths": {host: {"identitytoken": token}}}))
+    return cfg
+
+
+def test_identity_token_auth_with_rotating_refresh_token(tmp_path: Path) -> None:
+    tokens = TokenServer(tmp_path, refresh_token=IDTOKEN, rotate=True)
+    guarded, private = _token_guarded(tmp_path, tokens)
+    try:
+        config = _identity_config(tmp_path, guarded.host, IDTOKEN)
+        before = config.read_bytes()
+        opts = RegistryOptions(docker_config=config)
+        locked = resolve_image(f"{guarded.host}/private/img:1", "linux/amd64", options=opts)
+        assert locked.digest == private.digest
+        # A second client (build after lock): the server retired the configured token at the first exchange,
+        # so this only works because the rotated one was kept for the process.
+        fetch_image(locked, tmp_path / "layout", cache_dir=tmp_path / "cache", options=opts)
+        for blob in (private.manifest, private.config, *private.layers):
+            assert (tmp_path / "layout/blobs/sha256" / sha256(blob)[7:]).read_bytes() == blob
+        posts = [c for c in tokens.calls if c.method == "POST"]
+        assert len(posts) == 2 and not [c for c in tokens.calls if c.method == "GET"]
+        for call in posts:
+            assert call.content_type.startswith("application/x-www-form-urlencoded")
+            assert call.form["grant_type"] == ["refresh_token"] and call.form["client_id"] == ["airpack"]
+            assert call.form["service"] == ["airpack-test"]
+            assert call.form["scope"] == ["repository:private/img:pull"]
+            assert not call.query  # nothing in the URL, the refresh token least of all
+        assert posts[0].form["refresh_token"] == [IDTOKEN]
+        assert posts[1].form["refresh_token"][0].startswith("idtok-rotated-")
+        assert config.read_bytes() == before  # the user's docker config is never rewritten
+    finally:
+        guarded.stop()
+        tokens.close()
+
+
+def test_wrong_identity_token_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    tokens = TokenServer(tmp_path, refresh_token=IDTOKEN)
+    guarded, _ = _token_guarded(tmp_path, tokens)
+    try:
+        secret = WRONG_IDTOKEN
+        opts = RegistryOptions(docker_config=_identity_config(tmp_path, guarded.host, secret))
+        with pytest.raises(SourceError, match="credentials refused") as err:
+            resolve_image(f"{guarded.host}/private/img:1", "linux/amd64", options=opts)
+        assert secret not in str(err.value) and secret not in repr(err.value)
+        assert "docker login" in str(err.value)
+        assert [c.form["refresh_token"] for c in tokens.calls if c.method == "POST"] == [[secret]]
+    finally:
+        guarded.stop()
+        tokens.close()
+
+
+def test_credential_helper_token_username(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = TokenServer(tmp_path, refresh_token=IDTOKEN)
+    guarded, private = _token_guarded(tmp_path, tokens)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    asked = tmp_path / "helper-asked"
+    helper = bindir / "docker-credential-airpacktest"
+    helper.write_text(f"""#!/bin/sh
+[ "$1" = get ] || exit 1
+cat > '{asked}'
+printf '%s' '{{"ServerURL":"{guarded.host}","Username":"<token>","Secret":"{IDTOKEN}"}}'
+""")
+    helper.chmod(helper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    config = tmp_path / "docker-config.json"
+    config.write_text(json.dumps({"credHelpers": {guarded.host: "airpacktest"}}))
+    try:
+        opts = RegistryOptions(docker_config=config)
+        locked = resolve_image(f"{guarded.host}/private/img:1", "linux/amd64", options=opts)
+        assert locked.digest == private.digest
+        assert asked.read_text() == guarded.host
+        (call,) = tokens.calls
+        assert (call.method, call.form["grant_type"], call.form["refresh_token"]) == \
+            ("POST", ["refresh_token"], [IDTOKEN])
+    finally:
+        guarded.stop()
+        tokens.close()
+
+
+def test_identity_token_cannot_answer_basic_auth(tmp_path: Path) -> None:
+    plain = start_registry(tmp_path, "basic")
+    plain.stop()
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("")
+    cfg = json.loads(plain.config.read_text())
+    cfg["auth"] = {"htpasswd": {"realm": "airpack-test", "path": str(htpasswd)}}
+    plain.config.write_text(json.dumps(cfg))
+    basic = Registry(plain.root, plain.port, plain.config).start()
+    try:
+        opts = RegistryOptions(docker_config=_identity_config(tmp_path, basic.host, IDTOKEN))
+        with pytest.raises(SourceError, match="only an identity token") as err:
+            resolve_image(f"{basic.host}/any/img:1", "linux/amd64", options=opts)
+        assert IDTOKEN not in str(err.value)
+    finally:
+        basic.stop()
 
 
 def test_basic_auth_over_https_with_custom_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
