@@ -62,6 +62,27 @@ def lock_images(spec: Spec) -> tuple[LockedImage, ...]:
     return tuple(out)
 
 
+ZSTD_LAYERS = frozenset({"application/vnd.oci.image.layer.v1.tar+zstd",
+                         "application/vnd.docker.image.rootfs.diff.tar.zstd"})
+
+
+def image_checks(images: tuple[LockedImage, ...]) -> tuple[dict[str, str], ...]:
+    """Findings about the locked images that the target host must satisfy, for the lock's ``checks``.
+
+    zstd-compressed layers load only into Docker Engine 23 or newer (Debian 12's docker.io 20.10 refuses
+    them): a warning at lock, where another image can still be chosen; ``airpack doctor`` checks the host.
+    """
+    out = []
+    for image in images:
+        zstd = sorted(ZSTD_LAYERS & set(image.extra.get("layerMediaTypes") or ()))
+        if zstd:
+            out.append({"name": "image-layers", "status": "warn",
+                        "message": f"{image.ref} has zstd layers ({', '.join(zstd)}): the target needs Docker "
+                                   "Engine 23+ or containerd to load it (docker.io 20.10 cannot); choose a gzip "
+                                   "image if the host runs an older engine"})
+    return tuple(out)
+
+
 def fetch_all(images: tuple[LockedImage, ...], bundle: Path, *, cache_dir: Path, reporter: Reporter) -> tuple[
         dict[str, FileDigest], list[dict[str, Any]]]:
     """Fetch every locked image into ``bundle/images``; return each layout file's digests and image records."""

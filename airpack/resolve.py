@@ -37,7 +37,7 @@ def _hash_local(spec: Spec, model: LockedModel) -> LockedModel:
 def resolve(spec: Spec, *, cache_dir: Path) -> Lock:
     """Pin everything the spec names. Raises ``SourceError``/``CompatibilityError`` with one clear line."""
     from airpack import planning  # noqa: PLC0415
-    from airpack.images import lock_images  # noqa: PLC0415
+    from airpack.images import image_checks, lock_images  # noqa: PLC0415
 
     plan: dict[str, Any] | None = None
     checks: tuple[dict[str, Any], ...] = ()
@@ -59,4 +59,5 @@ def resolve(spec: Spec, *, cache_dir: Path) -> Lock:
             if spec.runtime is not None:
                 plan, checks = planning.verdict(spec, hf_plan.hub_model_facts(model))
     images = lock_images(spec)
-    return Lock(spec_digest=spec.digest(), model=model, images=images, plan=plan, checks=checks)
+    return Lock(spec_digest=spec.digest(), model=model, images=images, plan=plan,
+                checks=checks + image_checks(images))
