@@ -9,20 +9,19 @@ failure cheap: host checks, the downgrade rule and the weights copy all happen b
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import AirpackError, HealthError, InstallError, VerificationError
+from airpack.errors import AirpackError, HealthError, InstallError, UsageError, VerificationError
 from airpack.hashing import sha256_bytes
 from airpack.install import audit, engine, host, lifecycle, versions
 from airpack.install.doctor import DoctorReport, doctor
 from airpack.install.health import SmokeResult, probe
 from airpack.install.images import load_images, original_tags
-from airpack.install.manage import status, uninstall
+from airpack.install.manage import prune, status, uninstall
 from airpack.layout import Entry
 from airpack.lock import Lock
 from airpack.progress import Reporter, Silent
@@ -47,6 +46,11 @@ class InstallOptions:
     allow_downgrade: bool = False
     api_key: bool = True
     health_timeout: float | None = None
+    keep: int | None = None  # after a successful install, keep at most this many versions (None: all)
+
+    def __post_init__(self) -> None:
+        if self.keep is not None and self.keep < 1:
+            raise UsageError(f"--keep {self.keep}: keep at least 1 version")
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,10 @@ class InstallResult:
     deploy_files: tuple[str, ...]
     doctor: DoctorReport
     timings: dict[str, float] = field(default_factory=dict)
+    pruned: tuple[str, ...] = ()  # version ids removed by --keep
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.state.to_dict(), "apiKey": self.api_key,
+        return {**self.state.to_dict(), "apiKey": self.api_key, "pruned": list(self.pruned),
                 "deployFiles": list(self.deploy_files), "doctor": self.doctor.to_dict(),
                 "timings": {k: round(v, 4) for k, v in self.timings.items()}}
 
@@ -161,7 +166,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
     versions.write_record(prefix, record)
     container_id = ""
     try:
-        _stage(verified, prefix, vid, rendered, reporter)
+        versions.stage(prefix, vid, verified, rendered, reporter)
         clock.lap("copyWeights")
         record = versions.set_phase(prefix, record, "loading")
         tags = [*load_images(verified, client, reporter), *original_tags(verified)]
@@ -203,8 +208,9 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
     audit.append(prefix, audit.entry(op, name=m.name, version=m.version, digest=verified.sums_sha256,
                                      key_fingerprint=verified.key_fingerprint,
                                      previous=current.version if current else None))
+    pruned = prune(prefix, options.keep, client)
     deploy_files = [f"{host.DEPLOY_DIR}/{rel}" for rel in sorted(rendered)]
-    return InstallResult(state, new_key, tuple(deploy_files), report, clock.timings)
+    return InstallResult(state, new_key, tuple(deploy_files), report, clock.timings, tuple(pruned))
 
 
 def rendered_files(m: Any) -> list[str]:
@@ -222,21 +228,6 @@ def _already_active(prefix: Path, current: host.InstallState, files: list[str],
     audit.append(prefix, audit.entry("install", name=current.name, version=current.version, digest=current.digest,
                                      key_fingerprint=current.key_fingerprint, reason="already active"))
     return InstallResult(current, None, tuple(files), report, {})
-
-
-def _stage(verified: VerifiedBundle, prefix: Path, vid: str, rendered: dict[str, bytes],
-           reporter: Reporter) -> None:
-    """Copy (re-hashing) the weights and write the deploy files into a partial folder, then rename it."""
-    weights = [e for e in verified.manifest.files if e.kind == "model"]
-    partial = prefix / versions.VERSIONS_DIR / f".{vid}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    advance = reporter.task("copying weights", sum(e.size for e in weights))
-    host.publish_weights(host.stage_weights(verified.path, weights, partial, advance), partial)
-    reporter.done(advance)
-    host.write_deploy(partial, rendered)
-    versions.remove_version_dir(prefix, vid)
-    partial.rename(versions.version_dir(prefix, vid))
 
 
 def _fail_switch(client: Any, prefix: Path, record: versions.Record, container_id: str, exc: BaseException,

@@ -21,7 +21,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,15 +216,13 @@ def publish_weights(stage: Path, prefix: Path) -> Path:
     return target
 
 
-def write_deploy(prefix: Path, files: dict[str, bytes]) -> list[str]:
-    """Replace ``<prefix>/deploy`` with the rendered files; returns their paths relative to the prefix."""
+def write_deploy(prefix: Path, files: Mapping[str, bytes], private: frozenset[str] = frozenset()) -> list[str]:
+    """Replace ``<prefix>/deploy`` with ``files`` (``private`` ones 0600); returns paths relative to the prefix."""
     folder = prefix / DEPLOY_DIR
     shutil.rmtree(folder, ignore_errors=True)
-    written = []
     for rel, data in sorted(files.items()):
-        atomic_write_bytes(folder / rel, data)
-        written.append(f"{DEPLOY_DIR}/{rel}")
-    return written
+        atomic_write_bytes(folder / rel, data, mode=0o600 if rel in private else 0o644)
+    return [f"{DEPLOY_DIR}/{rel}" for rel in sorted(files)]
 
 
 def remove_prefix_files(prefix: Path, *, weights: bool) -> list[str]:

@@ -57,10 +57,13 @@ def containers_of(client: Any, prefix: Path, vid: str) -> list[str]:
 
 
 def check(client: Any, st: host.InstallState, container_id: str, say: Event,
-          timeout: float | None = None, on_healthy: Callable[[], None] | None = None) -> SmokeResult:
-    """Wait until the version answers its health URL, then one chat completion must work."""
+          timeout: float | None = None, on_healthy: Callable[[], None] | None = None,
+          alive: Callable[[], str | None] | None = None) -> SmokeResult:
+    """Wait until the version answers its health URL, then one chat completion must work. ``alive`` says why
+    the engine stopped (default: its container exited; a systemd unit passes ``systemctl is-failed``)."""
     limit = timeout or float(st.extra.get("startPeriod") or DEFAULT_START_S)
-    wait_healthy(st.health_url, timeout=limit, alive=lambda: engine.exited(client, container_id), on_event=say)
+    wait_healthy(st.health_url, timeout=limit, alive=alive or (lambda: engine.exited(client, container_id)),
+                 on_event=say)
     if on_healthy is not None:
         on_healthy()
     say(f"smoke test of {st.name} {st.version}: one chat completion")
@@ -87,6 +90,10 @@ def resume(client: Any, prefix: Path, vid: str, say: Event) -> host.InstallState
         from airpack.install import targets_compose  # noqa: PLC0415
 
         return targets_compose.resume(client, prefix, vid, st, say)
+    if st.target == "systemd":  # one unit, switched to the version's own unit file
+        from airpack.install import targets_systemd  # noqa: PLC0415
+
+        return targets_systemd.resume(prefix, vid, st, say)
     import docker.errors  # noqa: PLC0415
 
     versions.point_current(prefix, vid)
@@ -153,6 +160,10 @@ def stop_version(client: Any, prefix: Path, vid: str, st: host.InstallState) -> 
         from airpack.install import targets_compose  # noqa: PLC0415
 
         targets_compose.stop(prefix, vid, st)
+    elif st.target == "systemd":
+        from airpack.install import targets_systemd  # noqa: PLC0415
+
+        targets_systemd.stop(st)
     else:
         stop(client, st.container_id)
 
@@ -186,6 +197,11 @@ def undo(client: Any, prefix: Path, record: Record, say: Event, *, log: bool = T
 
         targets_compose.undo_new(client, prefix, record, p.target)
         versions.remove_version_dir(prefix, p.target)
+    elif p.new and record.extra.get("target") == "systemd":
+        from airpack.install import targets_systemd  # noqa: PLC0415
+
+        targets_systemd.undo_new(record, p)
+        versions.remove_version_dir(prefix, p.target)
     elif p.new:
         for cid in containers_of(client, prefix, p.target):
             engine.remove(client, cid)
@@ -217,30 +233,28 @@ def rollback(prefix: Path, *, client: Any = None, on_event: Event | None = None)
             from airpack.install.targets_hosts import kubernetes_rollback  # noqa: PLC0415
 
             return kubernetes_rollback(prefix, record, say)
-        client = engine.connect(client)
+        client = engine_for(record, client)
         if record is not None and record.pending is not None:
             record = undo(client, prefix, record, say)
-        if record is None or record.active is None:
-            raise InstallError(f"{prefix}: nothing is installed here")
-        if record.previous is None:
-            raise InstallError(f"{prefix}: {record.name} has no previous version to roll back to",
-                               hint="'airpack status' lists the installed versions")
-        active = versions.read_version(prefix, record.active)
-        target = versions.read_version(prefix, record.previous)
-        if active is None or target is None:
-            raise InstallError(f"{prefix}: the record names versions without a folder", hint="see 'airpack status'")
-        record = replace(record, pending=Pending("rollback", record.active, record.previous, False, "stopping",
+        if record is not None and record.extra.get("target") == "systemd":
+            from airpack.install import targets_systemd  # noqa: PLC0415
+
+            if not targets_systemd.running():  # nothing runs here: swap the record, give the commands
+                return targets_systemd.rollback_files(prefix, record, say)
+        rb = versions.rollback_pair(prefix, record)
+        record, active, target = rb.record, rb.active, rb.target
+        record = replace(record, pending=Pending("rollback", rb.active_id, rb.previous_id, False, "stopping",
                                                  pid=_pid(), started=versions.now()))
         versions.write_record(prefix, record)
-        stop_version(client, prefix, record.active or "", active)
+        stop_version(client, prefix, rb.active_id, active)
         record = versions.set_phase(prefix, record, "starting")
         try:
-            st = resume(client, prefix, record.previous or "", say)
+            st = resume(client, prefix, rb.previous_id, say)
         except (AirpackError, *engine.docker_errors()) as exc:  # type: ignore[misc]
-            reason = failure(client, target.container_id, exc) if isinstance(exc, AirpackError) else str(exc)
+            reason = failure_of(client, target, exc) if isinstance(exc, AirpackError) else str(exc)
             with contextlib.suppress(AirpackError, *engine.docker_errors()):
-                stop_version(client, prefix, record.previous or "", target)
-            outcome = bring_back(client, prefix, record.active, say)
+                stop_version(client, prefix, rb.previous_id, target)
+            outcome = bring_back(client, prefix, rb.active_id, say)
             commit(prefix, replace(record, pending=None))
             audit.append(prefix, audit.entry("rollback", name=target.name, version=target.version,
                                              digest=target.digest, key_fingerprint=target.key_fingerprint,
@@ -248,11 +262,29 @@ def rollback(prefix: Path, *, client: Any = None, on_event: Event | None = None)
                                              previous=active.version))
             raise HealthError(f"rollback to {target.version} failed: {reason}; {outcome}",
                               hint="'airpack status' shows what runs") from None
-        commit(prefix, replace(record, active=record.previous, previous=record.active, pending=None))
+        commit(prefix, replace(record, active=rb.previous_id, previous=rb.active_id, pending=None))
         audit.append(prefix, audit.entry("rollback", name=st.name, version=st.version, digest=st.digest,
                                          key_fingerprint=st.key_fingerprint, previous=active.version))
     return {"prefix": str(prefix), "name": st.name, "version": st.version, "previousVersion": active.version,
-            "endpoint": st.endpoint, "containerName": st.container_name}
+            "endpoint": st.endpoint, "containerName": st.container_name, "target": st.target, "started": True,
+            "commands": [], "alternativeCommands": []}
+
+
+def engine_for(record: Record | None, client: Any = None) -> Any:
+    """The Docker client a command on this prefix needs: none for a systemd prefix (its unit runs the engine;
+    status, rollback and uninstall work without Docker there), else the given one or one from the environment."""
+    if record is not None and record.extra.get("target") == "systemd":
+        return client
+    return engine.connect(client)
+
+
+def failure_of(client: Any, st: host.InstallState, exc: AirpackError) -> str:
+    """The reason plus the engine's last log lines: the container's, or the systemd unit's journal."""
+    if st.target == "systemd":
+        from airpack.install import targets_systemd  # noqa: PLC0415
+
+        return targets_systemd.failure(st, exc)
+    return failure(client, st.container_id, exc)
 
 
 def _pid() -> int:

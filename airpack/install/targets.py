@@ -7,8 +7,10 @@ parameters and write them under ``<prefix>/deploy/``; they differ in what happen
   lock, audit; :mod:`airpack.install.targets_compose`): copy the weights (re-hashed), load the images, stop the
   old project (kept), ``docker-compose up -d`` the new one, health, smoke test. A failure takes the new project
   ``down`` and starts the old one again (exit 4, with logs).
-* ``systemd``: copy the weights, load the images, write the docker-run ``.service`` and the podman quadlet.
-  Where systemd is PID 1 the unit is installed and started; elsewhere the commands are returned, not run.
+* ``systemd``: the same lifecycle (:mod:`airpack.install.targets_systemd`): copy the weights and write the
+  docker-run ``.service`` and the podman quadlet into ``versions/<id>/``, load the images. Where systemd is
+  PID 1 the unit is switched to the new version's file and restarted, health, smoke test (a failure puts the
+  old file back, exit 4); elsewhere the commands are returned, not run.
 * ``kubernetes``: write the manifests for ``--registry`` (where ``airpack push`` put the images) and a Secret
   with the API key into ``versions/<id>/``; ``--apply`` runs ``kubectl apply`` when kubectl exists, else the
   commands are returned. ``airpack rollback`` gives (or runs) the previous version's ``kubectl apply``.
@@ -37,7 +39,8 @@ from airpack.install.targets_common import (
     read_signed,
 )
 from airpack.install.targets_compose import compose_install
-from airpack.install.targets_hosts import kubernetes_install, systemd_install
+from airpack.install.targets_hosts import kubernetes_install
+from airpack.install.targets_systemd import systemd_install
 from airpack.lock import Lock
 from airpack.progress import Reporter, Silent
 from airpack.render import HostParams, default_host_params, host_diff, render_host
@@ -59,9 +62,9 @@ def plan(verified: VerifiedBundle, options: TargetOptions) -> Plan:
     lock = Lock.from_dict(m.lock)
     prefix = options.prefix.absolute()
     kube = options.target == "kubernetes"
-    # compose keeps each version in its own folder (docs/lifecycle.md): its files name that folder's weights
+    # each version has its own folder (docs/lifecycle.md): its files name that folder's weights
     vid = versions.version_id(m.version, verified.sums_sha256)
-    home = versions.version_dir(prefix, vid) if options.target in ("compose", "kubernetes") else prefix
+    home = versions.version_dir(prefix, vid)
     params = HostParams(
         prefix=str(home),
         port=options.port,
@@ -117,11 +120,7 @@ def install_target(
                 hint="install Compose, or use --target docker",
             )
         return compose_install(p, base, client, reporter, say)
-    current = host.read_state(p.prefix)
-    host.check_upgrade(
-        current, verified.manifest.name, verified.manifest.version, allow_downgrade=options.allow_downgrade
-    )
-    return systemd_install(p, client, current, reporter, say)
+    return systemd_install(p, client, reporter, say)
 
 
 def _failed_checks(report: DoctorReport) -> InstallError:

@@ -1,25 +1,20 @@
 """What the compose, systemd and kubernetes install targets share: options, the result, the plan, and the
-steps they have in common (re-hashed weights copy, deploy files, health and smoke test, the install record).
+small steps they have in common (signed deploy files read again, deploy files written, the port check).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from airpack._fs import atomic_write_bytes
-from airpack.errors import HealthError, InstallError, UsageError, VerificationError
+from airpack.errors import InstallError, UsageError, VerificationError
 from airpack.hashing import sha256_bytes
-from airpack.install import engine, host
+from airpack.install import engine
 from airpack.install import targets_run as tr
-from airpack.install.health import probe, smoke_test, wait_healthy
-from airpack.install.images import load_images, original_tags
+from airpack.install.health import probe
 from airpack.layout import Entry
-from airpack.progress import Reporter
 from airpack.render import DeployContext, HostParams
 from airpack.verify import VerifiedBundle
 
@@ -43,8 +38,11 @@ class TargetOptions:
     registry: str | None = None
     apply: bool = False
     health_timeout: float | None = None
+    keep: int | None = None  # after a successful install, keep at most this many versions (None: all)
 
     def __post_init__(self) -> None:
+        if self.keep is not None and self.keep < 1:
+            raise UsageError(f"--keep {self.keep}: keep at least 1 version")
         if self.target not in TARGETS:
             raise UsageError(f"--target {self.target!r} is not one of docker, {', '.join(TARGETS)}")
         if self.target == "kubernetes" and not self.registry:
@@ -116,25 +114,6 @@ def read_signed(bundle: Path, entry: Entry) -> bytes:
     return data
 
 
-def copy_weights(p: Plan, reporter: Reporter) -> Path:
-    """Stage the weights under the prefix, each file re-hashed against its signed sha256."""
-    p.prefix.mkdir(parents=True, exist_ok=True)
-    weights = [e for e in p.verified.manifest.files if e.kind == "model"]
-    advance = reporter.task("copying weights", sum(e.size for e in weights))
-    stage = host.stage_weights(p.verified.path, weights, p.prefix, advance)
-    reporter.done(advance)
-    return stage
-
-
-def write_deploy(prefix: Path, files: dict[str, bytes], private: frozenset[str] = frozenset()) -> list[str]:
-    """Replace ``<prefix>/deploy`` with ``files`` (``private`` ones 0600); returns paths relative to the prefix."""
-    folder = prefix / host.DEPLOY_DIR
-    shutil.rmtree(folder, ignore_errors=True)
-    for rel, data in sorted(files.items()):
-        atomic_write_bytes(folder / rel, data, mode=0o600 if rel in private else 0o644)
-    return [f"{host.DEPLOY_DIR}/{rel}" for rel in sorted(files)]
-
-
 def check_port_free(params: HostParams) -> None:
     status, _ = probe(f"{engine.base_url(params.bind, params.port)}/", timeout=1.0)
     if status is not None:
@@ -142,60 +121,6 @@ def check_port_free(params: HostParams) -> None:
             f"port {params.port} on {params.bind} is already in use",
             hint="stop what listens there, or choose another --port",
         )
-
-
-def health_and_smoke(
-    p: Plan,
-    health_path: str,
-    timeout: float,
-    alive: Callable[[], str | None],
-    key_file: Path | None,
-    say: Event,
-) -> dict[str, Any]:
-    """Wait for the health URL, then one chat completion; HealthError when either fails."""
-    url = engine.base_url(p.params.bind, p.params.port)
-    wait_healthy(url + health_path, timeout=p.options.health_timeout or timeout, alive=alive, on_event=say)
-    say("smoke test: one chat completion")
-    smoke = smoke_test(url, p.ctx.served_name, host.read_api_key(key_file) if key_file else None)
-    if not smoke.ok:
-        raise HealthError(f"smoke test failed: {smoke.error}")
-    return smoke.to_dict()
-
-
-def record(
-    p: Plan,
-    *,
-    container_id: str,
-    container_name: str,
-    tags: list[str],
-    key_file: Path | None,
-    health_path: str,
-    smoke: dict[str, Any],
-    extra: dict[str, Any],
-) -> None:
-    """Write ``airpack-install.json`` (last), so ``airpack status`` sees this install."""
-    v, url = p.verified, engine.base_url(p.params.bind, p.params.port)
-    state = host.InstallState(
-        name=v.manifest.name,
-        version=v.manifest.version,
-        digest=v.sums_sha256,
-        key_fingerprint=v.key_fingerprint,
-        target=p.options.target,
-        endpoint=f"{url}/v1",
-        container_id=container_id,
-        container_name=container_name,
-        image_id=p.image_id,
-        image_tags=tuple(tags),
-        bind=p.params.bind,
-        port=p.params.port,
-        network=p.params.network,
-        api_key_file=str(key_file) if key_file else None,
-        installed=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        health_url=url + health_path,
-        smoke=smoke,
-        extra={"prefix": str(p.prefix), "servedName": p.ctx.served_name, **extra},
-    )
-    host.write_state(p.prefix, state)
 
 
 def result(
@@ -231,14 +156,3 @@ def result(
         smoke=smoke,
         extra=extra or {},
     )
-
-
-def weights_and_images(p: Plan, client: Any, reporter: Reporter) -> list[str]:
-    stage = copy_weights(p, reporter)
-    try:
-        tags = [*load_images(p.verified, client, reporter), *original_tags(p.verified)]
-        host.publish_weights(stage, p.prefix)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return tags

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from airpack.errors import AirpackError, HealthError, InstallError
-from airpack.install import audit, engine, host, lifecycle, versions
+from airpack.install import audit, engine, host, lifecycle, manage, versions
 from airpack.install import targets_run as tr
 from airpack.install.images import load_images, original_tags
 from airpack.install.targets_common import (
@@ -99,7 +98,7 @@ def _install(p: Plan, base: list[str], client: Any, reporter: Reporter, say: Eve
     versions.write_record(prefix, rec_p)
     cid = ""
     try:
-        _stage(p, vid, reporter)
+        versions.stage(p.prefix, vid, p.verified, p.rendered, reporter)
         rec_p = versions.set_phase(prefix, rec_p, "loading")
         tags = [*load_images(v, client, reporter), *original_tags(v)]
         key_file, new_key = host.ensure_api_key(prefix) if p.options.api_key else (None, None)
@@ -132,25 +131,12 @@ def _install(p: Plan, base: list[str], client: Any, reporter: Reporter, say: Eve
     audit.append(prefix, audit.entry(op, name=m.name, version=m.version, digest=v.sums_sha256,
                                      key_fingerprint=v.key_fingerprint,
                                      previous=current.version if current else None))
+    pruned = manage.prune(prefix, p.options.keep, client)
     extra = {"composeProject": project, "composeFile": str(prefix / host.DEPLOY_DIR / "compose.yaml"),
-             "composeVersionFile": str(file), "composeCommand": base, "versionId": vid,
+             "pruned": pruned, "composeVersionFile": str(file), "composeCommand": base, "versionId": vid,
              "previousVersion": current.version if current else None}
     files = [f"{host.DEPLOY_DIR}/{rel}" for rel in sorted(p.rendered)]
     return result(p, files, started=True, new_key=new_key, key_file=key_file, smoke=smoke.to_dict(), extra=extra)
-
-
-def _stage(p: Plan, vid: str, reporter: Reporter) -> None:
-    """Weights (re-hashed) and the rendered files into ``versions/.<id>.partial``, then renamed into place."""
-    weights = [e for e in p.verified.manifest.files if e.kind == "model"]
-    partial = p.prefix / versions.VERSIONS_DIR / f".{vid}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    advance = reporter.task("copying weights", sum(e.size for e in weights))
-    host.publish_weights(host.stage_weights(p.verified.path, weights, partial, advance), partial)
-    reporter.done(advance)
-    host.write_deploy(partial, p.rendered)
-    versions.remove_version_dir(p.prefix, vid)
-    partial.rename(versions.version_dir(p.prefix, vid))
 
 
 def _recreate(p: Plan, base: list[str], client: Any, record: versions.Record, current: host.InstallState,

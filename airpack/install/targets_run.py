@@ -115,6 +115,45 @@ def quadlet_commands(container: Path) -> list[list[str]]:
     ]
 
 
+def systemd_switch_commands(service: Path) -> list[list[str]]:
+    """Make the unit run another version (upgrade, rollback): that version's file over the unit, restarted."""
+    unit = service.name
+    return [
+        ["install", "-m", "0644", str(service), f"{SYSTEMD_UNIT_DIR}/{unit}"],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", unit],
+        ["systemctl", "restart", unit],
+    ]
+
+
+def quadlet_switch_commands(container: Path) -> list[list[str]]:
+    """The podman alternative of :func:`systemd_switch_commands`."""
+    return [
+        ["install", "-m", "0644", str(container), f"{QUADLET_DIR}/{container.name}"],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "restart", container.with_suffix(".service").name],
+    ]
+
+
+def systemd_remove_commands(unit: str) -> list[list[str]]:
+    """Stop the unit, keep it from starting at boot, and remove its file."""
+    return [
+        ["systemctl", "disable", "--now", unit],
+        ["rm", "-f", f"{SYSTEMD_UNIT_DIR}/{unit}"],
+        ["systemctl", "daemon-reload"],
+    ]
+
+
+def quadlet_remove_commands(unit: str) -> list[list[str]]:
+    """The podman alternative of :func:`systemd_remove_commands` (a quadlet's unit is generated, not enabled)."""
+    container = Path(unit).with_suffix(".container").name
+    return [
+        ["systemctl", "stop", unit],
+        ["rm", "-f", f"{QUADLET_DIR}/{container}"],
+        ["systemctl", "daemon-reload"],
+    ]
+
+
 def unit_failed(unit: str) -> str | None:
     """Why ``unit`` stopped (systemd gave up on it), or None while it runs or starts."""
     out = subprocess.run(["systemctl", "is-failed", "--quiet", unit], check=False, timeout=30)
@@ -151,6 +190,10 @@ def api_key_secret(slug: str, key: str) -> bytes:
 
 def kubectl_commands(folder: Path) -> list[list[str]]:
     return [["kubectl", "apply", "-f", str(folder)]]
+
+
+def kubectl_delete_commands(folder: Path) -> list[list[str]]:
+    return [["kubectl", "delete", "-f", str(folder), "--ignore-not-found"]]
 
 
 def push_command(bundle: Path, registry: str) -> list[str]:

@@ -24,15 +24,19 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airpack._fs import atomic_write_bytes, fsync_dir
 from airpack.errors import InstallError
 from airpack.install import host
+
+if TYPE_CHECKING:
+    from airpack.progress import Reporter
+    from airpack.verify import VerifiedBundle
 
 RECORD_VERSION = 2
 VERSIONS_DIR = "versions"
@@ -220,7 +224,11 @@ def migrate(prefix: Path) -> Record:
     state = replace(old, extra={**old.extra, "versionId": vid, "legacyLayout": True})
     write_version(prefix, vid, state)
     point_current(prefix, vid)
-    record = Record(name=old.name, active=vid)
+    # the other targets' commands (rollback, uninstall) look for theirs in the record
+    more = {"target": old.target} if old.target != "docker" else {}
+    if old.target == "systemd" and old.extra.get("unit"):
+        more["unit"] = str(old.extra["unit"])
+    record = Record(name=old.name, active=vid, extra=more)
     write_record(prefix, record)
     return record
 
@@ -245,3 +253,44 @@ def locked(prefix: Path) -> Iterator[Path]:
         yield path
     finally:
         os.close(fd)  # closing releases the lock; the file stays (removing it would race another locker)
+
+
+def stage(prefix: Path, vid: str, verified: VerifiedBundle, files: Mapping[str, bytes], reporter: Reporter, *,
+          private: frozenset[str] = frozenset()) -> None:
+    """A new version folder: the weights (copied, re-hashed against the signed sha256) and its deploy files go
+    into ``versions/.<id>.partial``, which is renamed to ``versions/<id>`` only when complete."""
+    weights = [e for e in verified.manifest.files if e.kind == "model"]
+    partial = prefix / VERSIONS_DIR / f".{vid}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    advance = reporter.task("copying weights", sum(e.size for e in weights))
+    host.publish_weights(host.stage_weights(verified.path, weights, partial, advance), partial)
+    reporter.done(advance)
+    host.write_deploy(partial, files, private)
+    remove_version_dir(prefix, vid)
+    partial.rename(version_dir(prefix, vid))
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What a rollback switches between: the record, the two version ids and their install states."""
+
+    record: Record
+    active_id: str
+    previous_id: str
+    active: host.InstallState
+    target: host.InstallState
+
+
+def rollback_pair(prefix: Path, record: Record | None) -> Rollback:
+    """The active and previous versions of ``record``, or the ``InstallError`` that says why there is nothing
+    to roll back to."""
+    if record is None or record.active is None:
+        raise InstallError(f"{prefix}: nothing is installed here")
+    if record.previous is None:
+        raise InstallError(f"{prefix}: {record.name} has no previous version to roll back to",
+                           hint="'airpack status' lists the installed versions")
+    active, target = read_version(prefix, record.active), read_version(prefix, record.previous)
+    if active is None or target is None:
+        raise InstallError(f"{prefix}: the record names versions without a folder", hint="see 'airpack status'")
+    return Rollback(record, record.active, record.previous, active, target)

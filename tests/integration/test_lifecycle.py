@@ -3,7 +3,8 @@
 three signed SmolLM2 bundles of one name (1.0.0 with context 2048, 1.1.0 with context 1024, and 1.2.0 whose
 engine cannot start), all through the CLI as a subprocess.
 
-Proves: upgrade keeps the previous version staged; a failed upgrade exits 4 and the old version answers again;
+Proves: upgrade keeps the previous version staged; ``--keep`` prunes the oldest kept version (a fourth bundle,
+1.3.0); a tampered bundle offered to an installed prefix is in its audit log (exit 3) and creates no prefix; a failed upgrade exits 4 and the old version answers again;
 rollback both ways; uninstall of one version and of all; the audit log; the prefix lock; and SIGKILL of a real
 ``airpack install`` at each journaled phase followed by ``status`` or a rerun.
 """
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from airpack.install.engine import LABEL_PREFIX
+from tests import tamper
 from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     BuiltImage,
     DockerEngine,
@@ -64,9 +66,9 @@ class Life:
     def cli(self, *args: str) -> tuple[int, dict[str, Any]]:
         return cli(self.env, *args)
 
-    def install(self, version: str, prefix: Path, port: int) -> tuple[int, dict[str, Any]]:
+    def install(self, version: str, prefix: Path, port: int, *extra: str) -> tuple[int, dict[str, Any]]:
         return self.cli("install", str(self.bundles[version]), "--key", str(self.pub), "--prefix", str(prefix),
-                        "--port", str(port))
+                        "--port", str(port), *extra)
 
     def popen_install(self, version: str, prefix: Path, port: int, *extra: str) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "airpack", "install", str(self.bundles[version]), "--key",
@@ -86,7 +88,8 @@ def life(docker_engine: DockerEngine, upstream_registry: Registry, llama_server_
     ref = push_to(docker_engine, llama_server_image.local, upstream_registry)
     run_ok(env, "keygen", "--out", str(root / "keys"))
     bundles = {}
-    for version, context, args in (("1.0.0", 2048, None), ("1.1.0", 1024, None), ("1.2.0", 1024, ["--no-such-flag"])):
+    for version, context, args in (("1.0.0", 2048, None), ("1.1.0", 1024, None), ("1.2.0", 1024, ["--no-such-flag"]),
+                                   ("1.3.0", 2048, None)):
         spec = write_spec(root, NAME, ref, version=version, context=context, args=args)
         bundles[version] = build(env, spec, root / f"{NAME}-{version}.bundle", root / "keys/airpack.key")
     life = Life(root, bundles, root / "keys/airpack.pub", env, docker_engine.client)
@@ -169,6 +172,47 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     assert rc == 0 and life.containers(prefix) == []
     assert chat(port, None, timeout=5)[0] is None
     assert audit_lines(prefix)[-1]["action"] == "uninstall"
+
+
+def test_keep_prunes_the_oldest_version_and_a_tampered_bundle_is_audited(life: Life) -> None:
+    prefix, port = life.root / "prefix-keep", free_port()
+    assert life.install("1.0.0", prefix, port, "--keep", "2")[0] == 0
+    rc, up = life.install("1.1.0", prefix, port, "--keep", "2")
+    assert rc == 0 and up["data"]["pruned"] == [], up
+
+    # A bundle whose verification fails: exit 3, a "verify failed" line in the installed prefix's audit log,
+    # nothing else changes; offered to a prefix that holds no install, it creates nothing there.
+    tampered = life.root / "tampered-1.3.0.bundle"
+    subprocess.run(["cp", "-al", str(life.bundles["1.3.0"]), str(tampered)], check=True)  # hardlinks: cheap
+    expected = tamper.extra_file(tampered, None)  # type: ignore[arg-type]  # it uses no key
+    rc, bad = life.cli("install", str(tampered), "--key", str(life.pub), "--prefix", str(prefix), "--port", str(port))
+    assert rc == 3, bad
+    last = audit_lines(prefix)[-1]
+    assert (last["action"], last["outcome"], last["name"], last["version"]) == ("verify", "failed", NAME, None)
+    assert "pytorch_model.bin" in last["reason"] and last["bundle"] == str(tampered)
+    assert {path for _, path in expected.problems} <= {p["path"] for p in bad["problems"]}
+    st = status_data(life, prefix)
+    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None
+    nowhere = life.root / "prefix-never"
+    rc, _ = life.cli("install", str(tampered), "--key", str(life.pub), "--prefix", str(nowhere), "--port", str(port))
+    assert rc == 3 and not nowhere.exists()
+
+    # A third version with --keep 2: 1.0.0 (neither active nor previous) goes, container and folder.
+    vid1 = next(v["id"] for v in st["versions"] if v["version"] == "1.0.0")
+    rc, third = life.install("1.3.0", prefix, port, "--keep", "2")
+    assert rc == 0, third["error"]
+    assert third["data"]["pruned"] == [vid1]
+    st = status_data(life, prefix)
+    assert [(v["version"], v["active"], v["previous"]) for v in st["versions"]] == [
+        ("1.1.0", False, True), ("1.3.0", True, False)]
+    assert sorted(c.labels["io.airpack.version"] for c in life.containers(prefix)) == ["1.1.0", "1.3.0"]
+    assert not (prefix / "versions" / vid1).exists() and answers(port, prefix)
+    log = [(e["action"], e["version"], e["outcome"], e.get("scope")) for e in audit_lines(prefix)]
+    assert log[-3:] == [("verify", "1.3.0", "ok", None), ("upgrade", "1.3.0", "ok", None),
+                        ("uninstall", "1.0.0", "ok", "prune")]
+    assert ("verify", None, "failed", None) in log
+    assert life.cli("uninstall", "--prefix", str(prefix), "--remove-weights")[0] == 0
+    assert life.containers(prefix) == []
 
 
 def test_second_install_on_one_prefix_is_refused(life: Life) -> None:

@@ -254,8 +254,10 @@ def test_systemd_target_without_systemd_writes_units_and_prints_commands(built: 
     rc, out, _ = built.install(built.good, prefix, "systemd", "--port", str(free_port()))
     assert rc == 0, out["error"]
     data = out["data"]
-    unit = prefix / "deploy/systemd/airpack-smollm2-targets.service"
-    quadlet = prefix / "deploy/systemd/airpack-smollm2-targets.container"
+    vid = data["versionId"]
+    home = prefix / "versions" / vid  # the version's own folder: its weights and its units
+    unit = home / "deploy/systemd/airpack-smollm2-targets.service"
+    quadlet = home / "deploy/systemd/airpack-smollm2-targets.container"
     assert data["started"] is False  # PID 1 is not systemd in this environment
     assert data["commands"] == [
         f"install -m 0644 {unit} /etc/systemd/system/{unit.name}",
@@ -264,10 +266,18 @@ def test_systemd_target_without_systemd_writes_units_and_prints_commands(built: 
     ]
     assert data["alternativeCommands"][0].endswith(f"/etc/containers/systemd/{quadlet.name}")
     text = unit.read_text()
-    assert "{{" not in text and "--network=host" in text and f"{prefix}/model" in text
+    assert "{{" not in text and "--network=host" in text and f"{home}/model:/models:ro" in text
+    assert f"{prefix}/model:" not in text  # the unit names its version's weights, never the link
     assert f"{prefix}/secrets/api-key" in text and "Network=host" in quadlet.read_text()
-    assert (prefix / "model" / GGUF).is_file() and (prefix / "secrets/api-key").is_file()
-    assert not (prefix / "airpack-install.json").exists()  # nothing runs, so nothing is recorded
+    assert f"{home}/model:/models:ro" in quadlet.read_text()
+    assert (home / "model" / GGUF).is_file() and (prefix / "secrets/api-key").is_file()
+    assert (prefix / "model").resolve() == (home / "model").resolve()  # model -> current/model
+    record = json.loads((prefix / "airpack-install.json").read_text())
+    assert (record["target"], record["active"], record["previous"], record["pending"]) == \
+        ("systemd", vid, None, None)
+    assert record["unit"] == unit.name
+    state = json.loads((home / "state.json").read_text())
+    assert state["target"] == "systemd" and state["started"] is False and state["unitFile"] == str(unit)
     if shutil.which("systemd-analyze"):
         verify = subprocess.run(
             ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False

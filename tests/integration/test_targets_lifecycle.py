@@ -7,7 +7,10 @@ Proves: versions under ``versions/<id>/`` with their own ``compose.yaml`` and Co
 the old project stopped; a failed upgrade exits 4, takes the new project down and the old one answers again;
 rollback both ways; uninstall of one version and of all (``docker-compose down``: no container left); the audit
 log; SIGKILL of a real compose upgrade at ``stopping`` and ``health`` followed by ``status`` or by a rerun.
-Kubernetes (no cluster, no kubectl here): manifests per version, and the commands a rollback prints.
+Kubernetes (no cluster, no kubectl here): manifests per version, the commands a rollback prints, and uninstall
+without a Docker engine (``kubectl delete`` printed, or run by a stand-in kubectl for a version it applied).
+systemd (not PID 1 here): two versions, each with its own units, rollback both ways and uninstall of one
+version and of all, the last three without a Docker engine; only the commands are given.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from airpack.install.targets_run import compose_project
+from airpack.install.targets_run import compose_project, systemd_running
 from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     BuiltImage,
     DockerEngine,
@@ -103,7 +106,7 @@ def life(docker_engine: DockerEngine, upstream_registry: Registry, llama_server_
     bundles = {}
     for version, context, args in (("1.0.0", 2048, None), ("1.1.0", 1024, None), ("1.2.0", 1024, ["--no-such-flag"])):
         spec = write_spec(root, NAME, ref, version=version, context=context, args=args)
-        spec.write_text(json.dumps({**json.loads(spec.read_text()), "deploy": ["compose", "kubernetes"]}))
+        spec.write_text(json.dumps({**json.loads(spec.read_text()), "deploy": ["compose", "kubernetes", "systemd"]}))
         bundles[version] = build(env, spec, root / f"{NAME}-{version}.bundle", root / "keys/airpack.key")
     life = Life(root, bundles, root / "keys/airpack.pub", env, docker_engine.client)
     try:
@@ -281,3 +284,175 @@ def test_kubernetes_versions_and_rollback_commands(life: Life) -> None:
     assert rc == 0 and forth["data"]["version"] == "1.1.0"
     assert [(e["action"], e["version"]) for e in audit_lines(prefix) if e["action"] != "verify"] == [
         ("install", "1.0.0"), ("upgrade", "1.1.0"), ("rollback", "1.0.0"), ("rollback", "1.1.0")]
+
+    # Uninstall needs no Docker engine and, without kubectl, deletes nothing in the cluster: it gives the commands.
+    no_docker = {**env, "DOCKER_HOST": f"unix://{life.root}/no-such-docker.sock"}
+    rc, one = cli(no_docker, "uninstall", "--prefix", str(prefix), "--version", "1.0.0")
+    assert rc == 0, one["error"]
+    # every version's manifests name the same Deployment: deleting a kept version's files would stop the active one
+    assert one["data"]["commands"] == [] and not (prefix / "versions" / vid1).exists()
+    rc, gone = cli(no_docker, "uninstall", "--prefix", str(prefix), "--all", "--remove-weights")
+    assert rc == 0, gone["error"]
+    assert gone["data"]["commands"] == [f"kubectl delete -f {prefix}/versions/{vid2}/deploy/kubernetes --ignore-not-found"]
+    assert gone["data"]["ran"] == [] and not (prefix / "versions").exists()
+    assert not (prefix / "airpack-install.json").exists()
+    assert [(e["action"], e.get("scope")) for e in audit_lines(prefix)[-2:]] == [("uninstall", "version"),
+                                                                                ("uninstall", "all")]
+
+
+def test_kubernetes_uninstall_runs_kubectl_delete_for_a_version_airpack_applied(life: Life) -> None:
+    prefix, bin_dir = life.root / "prefix-k8s-applied", life.root / "fake-kubectl"
+    bin_dir.mkdir()
+    calls = life.root / "kubectl-calls"
+    (bin_dir / "kubectl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "kubectl").chmod(0o755)
+    env = {**life.env, "PATH": f"{bin_dir}:{Path(sys.executable).parent}",
+           "DOCKER_HOST": f"unix://{life.root}/no-such-docker.sock"}
+    rc, out = cli(env, "install", str(life.bundles["1.0.0"]), "--key", str(life.pub), "--prefix", str(prefix),
+                  "--target", "kubernetes", "--registry", "reg.internal:5000/ai", "--apply")
+    assert rc == 0 and out["data"]["applied"] is True, out
+    vid = out["data"]["versionId"]
+    rc, gone = cli(env, "uninstall", "--prefix", str(prefix))
+    assert rc == 0, gone["error"]
+    delete = f"kubectl delete -f {prefix}/versions/{vid}/deploy/kubernetes --ignore-not-found"
+    assert gone["data"]["ran"] == [delete] and gone["data"]["commands"] == []
+    assert calls.read_text().splitlines() == [f"apply -f {prefix}/deploy/kubernetes",
+                                              delete.removeprefix("kubectl ")]
+    assert not (prefix / "airpack-install.json").exists()
+
+
+def test_systemd_versions_rollback_uninstall_without_systemd(life: Life) -> None:
+    if systemd_running():
+        pytest.skip("systemd is PID 1 here: this test checks the host without it (it would switch a unit)")
+    prefix, port = life.root / "prefix-systemd", free_port()
+    unit = "airpack-smollm2-clife.service"
+
+    def install(version: str) -> dict[str, Any]:
+        rc, out = life.cli(*life.argv(version, prefix, port)[:-2], "--target", "systemd")
+        assert rc == 0, out["error"]
+        assert out["data"]["started"] is False and out["data"]["unit"] == unit
+        return dict(out["data"])
+
+    def unit_file(vid: str) -> Path:
+        return prefix / "versions" / vid / "deploy/systemd" / unit
+
+    def switch(vid: str) -> list[str]:
+        return [f"install -m 0644 {unit_file(vid)} /etc/systemd/system/{unit}", "systemctl daemon-reload",
+                f"systemctl enable {unit}", f"systemctl restart {unit}"]
+
+    first = install("1.0.0")
+    vid1 = first["versionId"]
+    assert first["commands"][-1] == f"systemctl enable --now {unit}"
+    second = install("1.1.0")
+    vid2 = second["versionId"]
+    assert second["previousVersion"] == "1.0.0" and second["commands"] == switch(vid2)  # restart, not enable --now
+    assert second["alternativeCommands"][-1] == f"systemctl restart {unit}"
+    for vid in (vid1, vid2):  # each version's units mount its own weights
+        for file in (unit_file(vid), unit_file(vid).with_suffix(".container")):
+            assert f"{prefix}/versions/{vid}/model:/models:ro" in file.read_text()
+    assert "--ctx-size 1024" in unit_file(vid2).read_text() or '"1024"' in unit_file(vid2).read_text()
+    record = json.loads((prefix / "airpack-install.json").read_text())
+    assert (record["target"], record["active"], record["previous"]) == ("systemd", vid2, vid1)
+    assert (prefix / "current").resolve() == (prefix / "versions" / vid2).resolve()
+
+    # Without a Docker engine: status, rollback both ways, uninstall of one version and of all.
+    no_docker = {**life.env, "DOCKER_HOST": f"unix://{life.root}/no-such-docker.sock"}
+    rc, st = cli(no_docker, "status", "--prefix", str(prefix))
+    assert rc == 0, st["error"]
+    assert st["data"]["target"] == "systemd" and st["data"]["unit"] == unit and st["data"]["healthy"] is False
+    assert [(v["version"], v["active"], v["previous"]) for v in st["data"]["versions"]] == [
+        ("1.0.0", False, True), ("1.1.0", True, False)]
+
+    rc, back = cli(no_docker, "rollback", "--prefix", str(prefix))
+    assert rc == 0, back["error"]
+    data = back["data"]
+    assert (data["version"], data["previousVersion"], data["started"]) == ("1.0.0", "1.1.0", False)
+    assert data["commands"] == switch(vid1)
+    assert data["alternativeCommands"][0].endswith(f"/etc/containers/systemd/{Path(unit).stem}.container")
+    record = json.loads((prefix / "airpack-install.json").read_text())
+    assert (record["active"], record["previous"]) == (vid1, vid2)
+    assert (prefix / "model").resolve() == (prefix / "versions" / vid1 / "model").resolve()
+    rc, forth = cli(no_docker, "rollback", "--prefix", str(prefix))
+    assert rc == 0 and forth["data"]["version"] == "1.1.0" and forth["data"]["commands"] == switch(vid2)
+
+    rc, refused = cli(no_docker, "uninstall", "--prefix", str(prefix), "--version", "1.1.0")
+    assert rc == 1 and "active" in refused["error"]
+    rc, one = cli(no_docker, "uninstall", "--prefix", str(prefix), "--version", "1.0.0")
+    assert rc == 0, one["error"]
+    assert one["data"]["commands"] == [] and one["data"]["versionsRemoved"] == [vid1]  # the unit runs 1.1.0
+    assert not (prefix / "versions" / vid1).exists() and unit_file(vid2).is_file()
+    record = json.loads((prefix / "airpack-install.json").read_text())
+    assert (record["active"], record["previous"]) == (vid2, None)
+
+    rc, gone = cli(no_docker, "uninstall", "--prefix", str(prefix), "--all", "--remove-weights")
+    assert rc == 0, gone["error"]
+    assert gone["data"]["commands"] == [f"systemctl disable --now {unit}", f"rm -f /etc/systemd/system/{unit}",
+                                        "systemctl daemon-reload"]
+    assert gone["data"]["ran"] == [] and gone["data"]["versionsRemoved"] == [vid2]
+    assert not (prefix / "versions").exists() and not (prefix / "airpack-install.json").exists()
+    assert not (prefix / "model").exists() and not (prefix / "current").exists()
+    assert [(e["action"], e["version"], e.get("scope")) for e in audit_lines(prefix) if e["action"] != "verify"] == [
+        ("install", "1.0.0", None), ("upgrade", "1.1.0", None), ("rollback", "1.0.0", None),
+        ("rollback", "1.1.0", None), ("uninstall", "1.0.0", "version"), ("uninstall", "1.1.0", "all")]
+
+
+def test_systemd_upgrade_and_failed_upgrade_where_systemd_runs_with_a_stand_in_systemctl(
+        life: Life, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PID 1 is not systemd here: ``tr.run`` records the commands and the health check is a stand-in, so what
+    is proven is the order of the switch (stop, the new unit file, restart) and the restore on failure (the old
+    file back, restarted, checked; exit 4), with real bundles, weights and images."""
+    from airpack.errors import HealthError
+    from airpack.install import targets_run as tr
+    from airpack.install import targets_systemd
+    from airpack.install.health import SmokeResult
+    from airpack.install.targets import install_target
+    from airpack.install.targets_common import TargetOptions
+    from airpack.signing import load_public_key
+    from airpack.verify import verify_bundle
+
+    calls: list[str] = []
+
+    def run(argv: list[str], *, timeout: float = 0) -> subprocess.CompletedProcess[str]:
+        calls.append(tr.shell_line(argv))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    def check(st: Any, say: Any) -> SmokeResult:
+        if st.version == "1.2.0":
+            raise HealthError("1.2.0 did not become healthy")
+        return SmokeResult(True, 200, 0.1, 0.05, 3, 30.0, "red")
+
+    monkeypatch.setenv("DOCKER_HOST", life.env["DOCKER_HOST"])
+    monkeypatch.setattr(tr, "systemd_running", lambda: True)
+    monkeypatch.setattr(tr, "run", run)
+    monkeypatch.setattr(tr, "journal_tail", lambda unit, lines=20: ["invalid argument: --no-such-flag"])
+    monkeypatch.setattr(targets_systemd, "check", check)
+    prefix, port, unit = life.root / "prefix-systemd-live", free_port(), "airpack-smollm2-clife.service"
+    keys = [load_public_key(life.pub)]
+
+    def install(version: str) -> dict[str, Any]:
+        calls.clear()
+        options = TargetOptions(prefix=prefix, target="systemd", port=port)
+        return install_target(verify_bundle(life.bundles[version], keys), options, client=life.client).to_dict()
+
+    def file(vid: str) -> Path:
+        return prefix / "versions" / vid / "deploy/systemd" / unit
+
+    first = install("1.0.0")
+    vid1 = first["versionId"]
+    assert first["started"] and first["commands"] == [] and first["smoke"]["ok"]
+    assert calls == [tr.shell_line(c) for c in tr.systemd_commands(file(vid1))]
+    second = install("1.1.0")
+    vid2 = second["versionId"]
+    assert calls == [f"systemctl stop {unit}", *(tr.shell_line(c) for c in tr.systemd_switch_commands(file(vid2)))]
+    with pytest.raises(HealthError) as exc:
+        install("1.2.0")
+    assert exc.value.exit_code == 4 and "--no-such-flag" in exc.value.message
+    assert "runs the previous version" in exc.value.message
+    bad = next(c for c in calls if "1.2.0-" in c).split()[3]  # the failed version's unit file, installed first
+    assert calls == [f"systemctl stop {unit}", *(tr.shell_line(c) for c in tr.systemd_switch_commands(Path(bad))),
+                     *(tr.shell_line(c) for c in tr.systemd_switch_commands(file(vid2)))]
+    record = json.loads((prefix / "airpack-install.json").read_text())
+    assert (record["active"], record["previous"], record["pending"]) == (vid2, vid1, None)
+    assert not list((prefix / "versions").glob("1.2.0-*"))
+    assert [(e["action"], e["version"], e["outcome"]) for e in audit_lines(prefix) if e["action"] != "verify"] == [
+        ("install", "1.0.0", "ok"), ("upgrade", "1.1.0", "ok"), ("upgrade", "1.2.0", "failed")]

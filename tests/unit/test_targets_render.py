@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from airpack.cli import app
 from airpack.errors import InstallError, UsageError
 from airpack.install import targets_run as tr
+from airpack.install.host import write_deploy
 from airpack.install.targets import TargetOptions, render_text
-from airpack.install.targets_common import write_deploy
 from airpack.render import HostParams, default_host_params, host_diff, render_bundle_deploy, render_host
 from tests.unit.render_helpers import check_docker_compose, check_kubernetes, context
 
