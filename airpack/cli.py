@@ -149,6 +149,9 @@ def lock(spec: SpecArg, out: Annotated[Path | None, typer.Option("-o", "--out", 
         err.print(f"locked {r['files']} files ({r['bytes'] / 1e6:.1f} MB) → {r['lock']}", markup=False)
         for e in r["excluded"]:
             err.print(f"  left out {e['path']}: {e['reason']}", markup=False)
+        for c in r["checks"]:
+            if c["status"] != "pass":
+                err.print(f"  {c['status']}: {c['name']}: {c['message']}", markup=False)
 
     _run("lock", as_json, lambda: _lock_impl(spec, out), render)
 
@@ -383,12 +386,26 @@ def push(bundle: BundleArg, key: PubKeyOpt,
          lambda r: err.print("\n".join(f"pushed {ref}" for ref in r["images"]), markup=False))
 
 
+def _verified_for(prefix: Path) -> Callable[[Path, list[Path], Reporter], Any]:
+    """Verify for an install at ``prefix``: a bundle that fails is noted in that install's audit log."""
+    def verify(bundle: Path, keys: list[Path], reporter: Reporter) -> Any:
+        try:
+            return _verified(bundle, keys, reporter)
+        except VerificationError as exc:
+            from airpack.install.audit import failed_verification  # noqa: PLC0415
+
+            failed_verification(prefix, bundle, str(exc))
+            raise
+
+    return verify
+
+
 def _install_impl(bundle: Path, keys: list[Path], options: Any, progress: bool) -> dict[str, Any]:
     from airpack.install import install as do_install  # noqa: PLC0415
 
     with _live(progress) as (reporter, event):
         event("verifying")
-        vb = _verified(bundle, keys, reporter)
+        vb = _verified_for(options.prefix)(bundle, keys, reporter)
         return do_install(vb, options, reporter=reporter, on_event=event).to_dict()
 
 
@@ -406,6 +423,8 @@ def _render_install(r: dict[str, Any]) -> None:
     else:
         err.print("no API key: anyone who can reach the endpoint can use it", markup=False)
     err.print("deploy files: " + ", ".join(r["deployFiles"]), markup=False)
+    if r.get("pruned"):
+        err.print("removed older versions (--keep): " + ", ".join(r["pruned"]), markup=False)
 
 
 @app.command()
@@ -424,6 +443,9 @@ def install(
     apply: Annotated[bool, typer.Option("--apply", help="kubernetes: run kubectl apply.")] = False,
     show_diff: Annotated[bool, typer.Option("--show-diff", help="Print the deploy files' changes from the "
                                             "as-built defaults.")] = False,
+    keep: Annotated[int | None, typer.Option("--keep", min=1, help="After a successful install, remove the oldest "
+                                             "versions (never the active or previous one) beyond this many. "
+                                             "Default: keep all.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify, check the host, copy weights, load images, start the engine, wait for health, smoke-test it.
@@ -438,11 +460,12 @@ def install(
 
         _run("install", as_json, lambda: t.cli_install(bundle, key, t.TargetOptions(
             prefix=prefix, target=target, port=port, bind=bind, network=network, allow_downgrade=allow_downgrade,
-            api_key=not no_api_key, registry=registry, apply=apply), _live(not as_json), _verified),
+            api_key=not no_api_key, registry=registry, apply=apply, keep=keep), _live(not as_json),
+            _verified_for(prefix)),
             lambda r: err.print(t.render_text(r, show_diff), markup=False))
         return
     options = InstallOptions(prefix=prefix, target=target, port=port, bind=bind, network=network,
-                             allow_downgrade=allow_downgrade, api_key=not no_api_key)
+                             allow_downgrade=allow_downgrade, api_key=not no_api_key, keep=keep)
     _run("install", as_json, lambda: _install_impl(bundle, key, options, not as_json), _render_install)
 
 
@@ -454,6 +477,8 @@ def _render_status(r: dict[str, Any]) -> None:
     if s := r["smoke"]:
         err.print(f"last smoke test: {'ok' if s['ok'] else 'FAILED'}, {s['completionTokens']} tokens, first token "
                   f"{s['ttftSeconds']} s, {s['tokensPerSecond']} tokens/s ({r['installed']})", markup=False)
+    if r.get("unit"):
+        err.print(f"systemd unit: {r['unit']}", markup=False)
     for v in r.get("versions") or ():
         mark = "active" if v["active"] else "previous" if v["previous"] else "kept"
         err.print(f"  {v['id']:<28} {mark:<8} container {(v['container'] or {}).get('status', 'missing')}",
@@ -489,6 +514,7 @@ def uninstall(
         err.print(f"removed {len(r['containersRemoved'])} container(s)"
                   + (f", images {', '.join(r['imagesRemoved'])}" if r["imagesRemoved"] else "")
                   + ("; weights kept" if r["weightsKept"] else "; weights removed"), markup=False)
+        _print_commands(r, "run these to take it away:")
 
     def run() -> dict[str, Any]:
         from airpack.errors import UsageError  # noqa: PLC0415
@@ -509,8 +535,21 @@ def rollback(prefix: PrefixOpt, as_json: JsonOpt = False) -> None:
         with _live(not as_json) as (_, event):
             return do_rollback(prefix, on_event=event)
 
-    _run("rollback", as_json, run, lambda r: err.print(
-        f"rolled back {r['name']} {r['previousVersion']} -> {r['version']}; endpoint {r['endpoint']}", markup=False))
+    def render(r: dict[str, Any]) -> None:
+        err.print(f"rolled back {r['name']} {r['previousVersion']} -> {r['version']}"
+                  + (f"; endpoint {r['endpoint']}" if r.get("started", True) else " (the record; nothing was "
+                     "switched here)"), markup=False)
+        _print_commands(r, "run these to switch to it:")
+
+    _run("rollback", as_json, run, render)
+
+
+def _print_commands(r: dict[str, Any], heading: str) -> None:
+    """The commands a library call returned instead of running (no systemd or kubectl on this host)."""
+    if r.get("commands"):
+        err.print(heading + "\n" + "\n".join(f"  {c}" for c in r["commands"]), markup=False)
+    if r.get("alternativeCommands"):
+        err.print("or:\n" + "\n".join(f"  {c}" for c in r["alternativeCommands"]), markup=False)
 
 
 def _plan_impl(spec_path: Path, o: Any) -> dict[str, Any]:
