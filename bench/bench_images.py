@@ -13,7 +13,11 @@ Goals: fetch ≤ 0.15x docker save and ≤ 0.5x skopeo; load no slower than dock
 after ``sync`` (no writeback of an earlier step's GiB competes with it); each tool runs twice, alternated,
 and its best time counts, which keeps a noisy shared machine from deciding a ratio.
 
-    .venv/bin/python bench/bench_images.py [--size-mib 1024] [--workdir DIR]
+    .venv/bin/python bench/bench_images.py [--size-mib 1024] [--workdir DIR] [--rounds 3]
+
+``--workdir /dev/shm`` puts the registry, the engine and every output in memory: what is left is each tool's
+own work. On this VM's disk every tool that writes the GiB waits on the disk (and on the discards of files
+deleted just before, ext4 mounts it with ``discard``), which spreads one tool's time over 2-3x between runs.
 """
 
 from __future__ import annotations
@@ -99,7 +103,9 @@ def timed(label: str, cmd: str, fn) -> float:  # type: ignore[no-untyped-def]
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024)
-    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="where the registry, the engine and every output live (/dev/shm: no disk in the way)")
+    ap.add_argument("--rounds", type=int, default=3, help="fetch rounds; each tool's best counts")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="airpack-bench-", dir=args.workdir))
     engine = registry = None
@@ -125,12 +131,12 @@ def main() -> None:
         ref = f"{registry.host}/bench/big:1"
         subprocess.run(["docker", "pull", "-q", ref], env=env, check=True, capture_output=True)
 
-        print("fetch (registry → local files), best of two alternated rounds, fresh outputs each:")
+        print(f"fetch (registry → local files), best of {args.rounds} alternated rounds, fresh outputs each:")
         locked = resolve_image(ref, "linux/amd64")
         layout, save_tar, sk_dir = work / "layout", work / "saved.tar", work / "skopeo-oci"
         sk_cmd = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{sk_dir}:big"]
         t_ap = t_save = t_sk = float("inf")
-        for _ in range(2):
+        for _ in range(args.rounds):
             for path in (layout, work / "cache", save_tar, sk_dir):
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
             # fetch_image returns every blob's whole-file and chunk digests, all a build needs for SHA256SUMS.
