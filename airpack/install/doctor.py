@@ -7,28 +7,22 @@ every problem, not just the first. ``install`` refuses to go on when any check f
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airpack.errors import CompatibilityError
 from airpack.install.facts import BundleNeeds, HostFacts, bundle_needs, gather_host
 from airpack.layout import Manifest
 from airpack.oci.engine import unloadable_layers
+from airpack.plan.checks import FAMILY_MIN_DRIVER, driver_check
+from airpack.plan.checks import bundled_driver as plan_bundled_driver
+from airpack.plan.gpus import lookup_gpu
+from airpack.plan.models import PlanRequest, parse_version
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 GIB = 2**30
-
-# TODO(planner): take the driver policy from airpack/plan/ once it exposes a driver check; until then this is
-# the table of the guide, section 1.6. CUDA (major, minor) of the image -> the driver its toolkit ships with
-# (the "safe" floor: PTX JIT needs it).
-BUNDLED_DRIVER: dict[tuple[int, int], str] = {
-    (12, 0): "525.60.13", (12, 1): "530.30.02", (12, 2): "535.104.05", (12, 3): "545.23.06",
-    (12, 4): "550.54.14", (12, 5): "555.42.02", (12, 6): "560.28.03", (12, 8): "570.86.10",
-    (12, 9): "575.51.03", (13, 0): "580.65.06", (13, 1): "590.0",
-}
-# CUDA major -> the minor-version-compatibility floor (NVIDIA "CUDA Minor Version Compatibility", table 1).
-FAMILY_FLOOR: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "580.0"}
-
 
 @dataclass(frozen=True)
 class Check:
@@ -60,35 +54,29 @@ class DoctorReport:
         return {"ok": self.ok, "bundle": self.bundle, "checks": [c.to_dict() for c in self.checks]}
 
 
-def _version(text: str) -> tuple[int, ...]:
-    parts = []
-    for p in text.split("."):
-        digits = "".join(ch for ch in p if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
 def bundled_driver(cuda: str) -> str | None:
-    """The driver that CUDA ``cuda`` ships with (the nearest lower minor in the table), or None."""
-    major, minor = ((*_version(cuda), 0, 0))[:2]
-    known = [v for k, v in sorted(BUNDLED_DRIVER.items()) if k[0] == major and k[1] <= minor]
-    return known[-1] if known else None
+    """The driver the image's CUDA toolkit ships with (the planner's table; a minor it does not list falls back
+    to the CUDA family's minimum), or None for a CUDA it does not know."""
+    version = parse_version(cuda)
+    found = plan_bundled_driver(version) or FAMILY_MIN_DRIVER.get(version[0])
+    return ".".join(str(n) for n in found) if found else None
 
 
-def driver_verdict(driver: str, cuda: str) -> tuple[str, str]:
-    """(status, why) for an NVIDIA ``driver`` running an image built with CUDA ``cuda`` (guide 1.6 policy)."""
-    major = _version(cuda)[0]
-    floor = FAMILY_FLOOR.get(major)
-    bundled = bundled_driver(cuda)
-    have = _version(driver)
-    if bundled and have >= _version(bundled):
-        return PASS, f"driver {driver} ≥ {bundled}, the driver CUDA {cuda} ships with"
-    if floor and have >= _version(floor) and major < 13:
-        return WARN, (f"driver {driver} runs CUDA {cuda} only through minor-version compatibility (≥ {floor}); "
-                      f"PTX JIT kernels and images that set NVIDIA_REQUIRE_CUDA need ≥ {bundled}")
-    if floor is None:
-        return WARN, f"CUDA {cuda} is not in airpack's driver table; cannot judge driver {driver}"
-    return FAIL, f"driver {driver} is older than CUDA {cuda} needs (≥ {bundled or floor})"
+def driver_verdict(driver: str, cuda: str, *, engine: str | None = None, gpu_name: str | None = None,
+                   ) -> tuple[str, str]:
+    """(status, why) for an NVIDIA ``driver`` running an image built with CUDA ``cuda``: the planner's policy
+    (``airpack.plan.checks.driver_check``), so lock and doctor judge one driver the same way; the GPU's name
+    (from nvidia-smi) opens the datacenter forward-compatibility path the planner allows."""
+    gpu = None
+    if gpu_name:
+        with contextlib.suppress(CompatibilityError):
+            gpu = lookup_gpu(gpu_name)
+    # The driver check reads no memory figure, but a request without a GPU must name one: any positive size.
+    request = PlanRequest(gpu=gpu, vram_bytes_per_gpu=None if gpu else GIB, driver=driver, image_cuda=cuda)
+    check = driver_check(engine or "", request)
+    if check is None:  # pragma: no cover - driver and image CUDA are both given
+        return WARN, f"cannot judge driver {driver} for CUDA {cuda}"
+    return check.status, check.message
 
 
 def check_platform(h: HostFacts, b: BundleNeeds | None) -> Check:
@@ -135,7 +123,7 @@ def check_driver(h: HostFacts, b: BundleNeeds | None) -> Check:
     if b is None or b.cuda is None:
         why = "" if b is None else "; the runtime image's CUDA version is unknown, so it was not compared"
         return Check("nvidia-driver", PASS if b is None else WARN, f"driver {driver}{why}")
-    status, why = driver_verdict(driver, b.cuda)
+    status, why = driver_verdict(driver, b.cuda, engine=b.engine, gpu_name=h.gpus[0].name)
     fix = None if status == PASS else "upgrade the NVIDIA driver, or carry an image built for an older CUDA"
     return Check("nvidia-driver", status, why, fix)
 

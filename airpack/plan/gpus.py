@@ -103,6 +103,16 @@ _ALIASES: dict[str, str] = {
     "a6000": "RTX-A6000",
     "rtx6000ada": "RTX-6000-ADA",
     "6000ada": "RTX-6000-ADA",
+    # names exactly as nvidia-smi reports them (what `airpack doctor` looks up)
+    "h10080gbhbm3": "H100-80GB",
+    "a10080gbpcie": "A100-80GB",
+    "a10040gbpcie": "A100-40GB",
+    "h200nvl": "H200",
+    "rtx6000adageneration": "RTX-6000-ADA",
+    "v100sxm216gb": "V100",
+    "v100pcie16gb": "V100",
+    "v100sxm232gb": "V100-32GB",
+    "v100pcie32gb": "V100-32GB",
 }
 
 # Names that exist in more than one memory size: guessing would make the plan wrong by half.

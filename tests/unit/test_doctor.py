@@ -11,6 +11,7 @@ import pytest
 from airpack.install.doctor import FAIL, PASS, WARN, driver_verdict, run_checks
 from airpack.install.facts import BundleNeeds, Gpu, HostFacts, bundle_needs, parse_smi
 from airpack.layout import Entry, Manifest
+from airpack.plan.gpus import lookup_gpu
 
 GIB = 2**30
 CPU_HOST = HostFacts(os="linux", arch="amd64", docker_version="20.10.24+dfsg1", runtimes=("runc",),
@@ -148,3 +149,24 @@ def test_bundle_needs_reads_plan_and_image_cuda(tmp_path: Path) -> None:
     cpu = bundle_needs(_manifest({"runtime": {"engine": "llamacpp"}, "target": {"gpus": 0}},
                                  {"device": "host", "required_bytes": 3 * GIB}, "sha256:" + hexd))
     assert (cpu.gpus, cpu.cuda, cpu.host_bytes) == (0, None, 3 * GIB)
+
+
+def test_doctor_judges_the_driver_as_the_planner_does_for_the_gpu_it_finds() -> None:
+    """Below the driver the image's CUDA ships with: a datacenter GPU may run (forward compatibility, warn),
+    a consumer GPU may not (fail): the verdicts `airpack lock` gives for those GPUs."""
+    old = "550.54.15"  # CUDA 12.8 ships with 570.86
+    datacenter = gpu_host(driver=old)
+    consumer = dataclasses.replace(datacenter, gpus=tuple(dataclasses.replace(g, name="NVIDIA GeForce RTX 4090")
+                                                        for g in datacenter.gpus))
+    assert verdicts(datacenter, GPU_BUNDLE)["nvidia-driver"] == WARN
+    check = next(c for c in run_checks(consumer, GPU_BUNDLE).checks if c.name == "nvidia-driver")
+    assert check.status == FAIL and "not a datacenter GPU" in check.detail
+
+
+@pytest.mark.parametrize(("smi_name", "known"), [
+    ("NVIDIA H100 80GB HBM3", "H100-80GB"), ("NVIDIA A100 80GB PCIe", "A100-80GB"),
+    ("NVIDIA A100-SXM4-40GB", "A100-40GB"), ("NVIDIA H200 NVL", "H200"), ("Tesla T4", "T4"),
+    ("NVIDIA RTX 6000 Ada Generation", "RTX-6000-ADA"), ("Tesla V100-SXM2-32GB", "V100-32GB"),
+])
+def test_gpu_names_as_nvidia_smi_reports_them_are_known(smi_name: str, known: str) -> None:
+    assert lookup_gpu(smi_name).name == known
