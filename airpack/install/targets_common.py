@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import InstallError, UsageError, VerificationError
+from airpack.errors import AirpackError, HealthError, InstallError, UsageError, VerificationError
 from airpack.hashing import sha256_bytes
-from airpack.install import engine
+from airpack.install import audit, engine, versions
 from airpack.install import targets_run as tr
 from airpack.install.health import probe
 from airpack.layout import Entry
@@ -156,3 +156,20 @@ def result(
         smoke=smoke,
         extra=extra or {},
     )
+
+
+def audited_install(p: Plan, body: Callable[[], TargetResult]) -> TargetResult:
+    """Run ``body`` (an install or upgrade) under the prefix lock, after the audit line for the verified
+    bundle; a failure other than a health failure (audited with its restore outcome) gets an audit line too."""
+    m, v = p.verified.manifest, p.verified
+    with versions.locked(p.prefix):
+        audit.append(p.prefix, audit.entry("verify", name=m.name, version=m.version, digest=v.sums_sha256,
+                                           key_fingerprint=v.key_fingerprint, bundle=str(v.path)))
+        try:
+            return body()
+        except AirpackError as exc:
+            if not isinstance(exc, HealthError):
+                audit.append(p.prefix, audit.entry("install", name=m.name, version=m.version,
+                                                   digest=v.sums_sha256, outcome="failed", reason=str(exc),
+                                                   key_fingerprint=v.key_fingerprint))
+            raise

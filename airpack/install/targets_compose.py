@@ -28,6 +28,7 @@ from airpack.install.targets_common import (
     Event,
     Plan,
     TargetResult,
+    audited_install,
     check_port_free,
     result,
 )
@@ -62,18 +63,7 @@ def _project(st: host.InstallState) -> str:
 
 def compose_install(p: Plan, base: Sequence[str], client: Any, reporter: Reporter, say: Event) -> TargetResult:
     """Install or upgrade under the prefix lock; see the module docstring."""
-    m, v = p.verified.manifest, p.verified
-    with versions.locked(p.prefix):
-        audit.append(p.prefix, audit.entry("verify", name=m.name, version=m.version, digest=v.sums_sha256,
-                                           key_fingerprint=v.key_fingerprint, bundle=str(v.path)))
-        try:
-            return _install(p, list(base), client, reporter, say)
-        except AirpackError as exc:
-            if not isinstance(exc, HealthError):  # a health failure was audited with the restore outcome
-                audit.append(p.prefix, audit.entry("install", name=m.name, version=m.version,
-                                                   digest=v.sums_sha256, outcome="failed", reason=str(exc),
-                                                   key_fingerprint=v.key_fingerprint))
-            raise
+    return audited_install(p, lambda: _install(p, list(base), client, reporter, say))
 
 
 def _install(p: Plan, base: list[str], client: Any, reporter: Reporter, say: Event) -> TargetResult:
