@@ -174,15 +174,47 @@ def load_into_engine(layout_dir: Path, images: list[LockedImage], client: Any, *
     """Load ``images`` from a verified layout into the engine; returns their airpack-owned tags.
 
     Each image is also tagged with its original reference. The loaded image ID must equal the locked config
-    digest, or ``VerificationError``.
+    digest, or ``VerificationError``. An image the engine already holds under that ID (an upgrade that changes
+    only the weights) is tagged, not sent again: the ID is the config's digest, which names every layer's
+    content digest, so the engine's copy is the signed image (``docker load`` itself skips known layers).
     """
     layout = OciLayout(layout_dir)
-    entries = []
+    entries, all_tags = [], []
     for locked in images:
         tags = [airpack_tag(locked)]
         if locked.tag:
             tags.append(parse_reference(locked.ref).familiar())
+        all_tags.append(tags)
+        if _has_image(client, locked.config_digest):
+            for tag in tags:
+                repo, _, name = tag.rpartition(":")
+                client.api.tag(locked.config_digest, repo, name)
+            if progress:
+                progress(locked.size)
+            continue
         entries.append(ArchiveEntry(layout.find(locked), tuple(tags)))
+    if entries:
+        _load(layout, entries, client, progress)
+    for locked, tags in zip(images, all_tags, strict=True):
+        for tag in tags:
+            try:
+                got = client.api.inspect_image(tag)["Id"]
+            except _docker_errors() as exc:
+                raise InstallError(f"{tag}: not present after docker load ({type(exc).__name__})") from None
+            if got != locked.config_digest:
+                raise VerificationError(f"{tag}: loaded image ID {got} is not the signed {locked.config_digest}")
+    return [tags[0] for tags in all_tags]
+
+
+def _has_image(client: Any, image_id: str) -> bool:
+    try:
+        return bool(client.api.inspect_image(image_id)["Id"] == image_id)
+    except _docker_errors():
+        return False
+
+
+def _load(layout: OciLayout, entries: list[ArchiveEntry], client: Any, progress: Progress | None) -> None:
+    """Stream a docker-archive of ``entries`` to the engine's ``/images/load``."""
     failure: list[BaseException] = []
 
     def body() -> Iterator[bytes]:
@@ -205,15 +237,6 @@ def load_into_engine(layout_dir: Path, images: list[LockedImage], client: Any, *
         raise InstallError(f"docker load failed: {type(exc).__name__}: {exc}") from None
     if failure:
         raise failure[0]
-    for locked, entry in zip(images, entries, strict=True):
-        for tag in entry.repo_tags:
-            try:
-                got = client.api.inspect_image(tag)["Id"]
-            except _docker_errors() as exc:
-                raise InstallError(f"{tag}: not present after docker load ({type(exc).__name__})") from None
-            if got != locked.config_digest:
-                raise VerificationError(f"{tag}: loaded image ID {got} is not the signed {locked.config_digest}")
-    return [e.repo_tags[0] for e in entries]
 
 
 def layer_media_types(layout_dir: Path, images: Iterable[LockedImage]) -> dict[str, set[str]]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from airpack.errors import VerificationError
+from airpack.lock import LockedImage
 from airpack.oci import fetch_image, resolve_image
 from airpack.oci.engine import airpack_tag, layer_media_types, load_into_engine, resolve_engine_image
 from airpack.oci.layout import OciLayout, ref_name
@@ -94,14 +96,14 @@ def test_engine_only_image_round_trip(docker_engine: DockerEngine, built_images:
     assert client.api.inspect_image("airpack-test/custom:local")["Id"] == locked.config_digest
 
 
-def test_load_refuses_bytes_changed_after_verification(docker_engine: DockerEngine,
-                                                      built_images: dict[str, BuiltImage],
-                                                      tmp_path: Path) -> None:
-    client = docker_engine.client
-    client.api.tag(built_images["busybox"].local, "airpack-test/tamper", "1")
-    locked = resolve_engine_image(client, "airpack-test/tamper:1", "linux/amd64")
-    layout = tmp_path / "layout"
-    fetch_image(locked, layout, cache_dir=tmp_path / "cache", engine=client)
+def _own_image(client: Any, base: str, label: str) -> str:
+    """An image of this test's own (``base`` plus a label: a new config, so a new ID; the layers are shared)."""
+    image, _ = client.images.build(fileobj=io.BytesIO(f"FROM {base}\nLABEL airpack.test={label}\n".encode()),
+                                   tag=f"airpack-test/{label}:1", rm=True, pull=False)
+    return str(image.id)
+
+
+def _flip_a_layer_byte(layout: Path, locked: LockedImage) -> None:
     layer = OciLayout(layout).find(locked).manifest.layers[-1]
     path = OciLayout(layout).blob_path(layer.digest)
     raw = bytearray(path.read_bytes())
@@ -109,11 +111,45 @@ def test_load_refuses_bytes_changed_after_verification(docker_engine: DockerEngi
     path.chmod(0o644)
     path.unlink()  # break the hard link with the cache: a different medium
     path.write_bytes(bytes(raw))
-    _remove(client, "airpack-test/tamper:1", airpack_tag(locked))
+
+
+def test_load_refuses_bytes_changed_after_verification(docker_engine: DockerEngine,
+                                                      built_images: dict[str, BuiltImage],
+                                                      tmp_path: Path) -> None:
+    client = docker_engine.client
+    image_id = _own_image(client, built_images["busybox"].local, "tamper")
+    locked = resolve_engine_image(client, "airpack-test/tamper:1", "linux/amd64")
+    layout = tmp_path / "layout"
+    fetch_image(locked, layout, cache_dir=tmp_path / "cache", engine=client)
+    _flip_a_layer_byte(layout, locked)
+    _remove(client, "airpack-test/tamper:1", airpack_tag(locked), image_id)  # not in the engine: it must load
     with pytest.raises(VerificationError, match="do not match"):
         load_into_engine(layout, [locked], client)
-    with pytest.raises(Exception, match="No such image"):
-        client.api.inspect_image(airpack_tag(locked))
+    for ref in (airpack_tag(locked), image_id):
+        with pytest.raises(Exception, match="No such image"):
+            client.api.inspect_image(ref)
+
+
+def test_load_only_tags_an_image_the_engine_already_holds(docker_engine: DockerEngine,
+                                                         built_images: dict[str, BuiltImage],
+                                                         tmp_path: Path) -> None:
+    """An upgrade that changes only the weights: the runtime image (same ID) is not streamed again. The proof:
+    a layer's bytes in the layout are damaged and the load still succeeds, because it reads none of them."""
+    client = docker_engine.client
+    image_id = _own_image(client, built_images["busybox"].local, "present")
+    locked = resolve_engine_image(client, "airpack-test/present:1", "linux/amd64")
+    layout = tmp_path / "layout"
+    fetch_image(locked, layout, cache_dir=tmp_path / "cache", engine=client)
+    _flip_a_layer_byte(layout, locked)
+    client.api.tag(image_id, "airpack-test/holder", "1")  # keeps the image in the engine while untagged below
+    _remove(client, airpack_tag(locked))
+    client.api.remove_image("airpack-test/present:1")
+    try:
+        assert load_into_engine(layout, [locked], client) == [airpack_tag(locked)]
+        for ref in (airpack_tag(locked), "airpack-test/present:1"):
+            assert client.api.inspect_image(ref)["Id"] == image_id == locked.config_digest
+    finally:
+        _remove(client, airpack_tag(locked), "airpack-test/present:1", "airpack-test/holder:1", image_id)
 
 
 def test_llama_server_image(docker_engine: DockerEngine, llama_server_image: BuiltImage,
