@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,44 @@ def ctx_arg(life: Any, container_id: str) -> str:
 def audit_lines(prefix: Path) -> list[dict[str, Any]]:
     """The audit log under ``prefix``, one dict per line."""
     return [json.loads(line) for line in (prefix / "audit.log").read_text().splitlines()]
+
+
+@dataclass
+class Versions:
+    """Bundles of one name in several versions, signed by one key, and the CLI to install them."""
+
+    root: Path
+    bundles: dict[str, Path]  # version -> bundle
+    pub: Path
+    env: dict[str, str]
+    client: Any
+    target: str = "docker"
+
+    def cli(self, *args: str) -> tuple[int, dict[str, Any]]:
+        return cli(self.env, *args)
+
+    def argv(self, version: str, prefix: Path, port: int, *extra: str) -> list[str]:
+        return ["install", str(self.bundles[version]), "--key", str(self.pub), "--prefix", str(prefix),
+                "--port", str(port), "--target", self.target, *extra]
+
+    def install(self, version: str, prefix: Path, port: int, *extra: str) -> tuple[int, dict[str, Any]]:
+        return self.cli(*self.argv(version, prefix, port, *extra))
+
+    def popen_install(self, version: str, prefix: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "airpack", *self.argv(version, prefix, port, *extra),
+                                 "--json"], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def build_versions(root: Path, name: str, image: str, env: dict[str, str],
+                   versions: list[tuple[str, int, list[str] | None]], deploy: list[str] | None = None
+                   ) -> tuple[dict[str, Path], Path]:
+    """A key and one signed bundle per ``(version, context, runtime args)``; returns the bundles and the
+    public key."""
+    run_ok(env, "keygen", "--out", str(root / "keys"))
+    bundles = {}
+    for version, context, args in versions:
+        spec = write_spec(root, name, image, version=version, context=context, args=args)
+        if deploy:
+            spec.write_text(json.dumps({**json.loads(spec.read_text()), "deploy": deploy}))
+        bundles[version] = build(env, spec, root / f"{name}-{version}.bundle", root / "keys/airpack.key")
+    return bundles, root / "keys/airpack.pub"

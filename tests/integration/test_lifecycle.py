@@ -38,17 +38,15 @@ from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     upstream_registry,
 )
 from tests.install_helpers import (
+    Versions,
     answers,
     audit_lines,
-    build,
+    build_versions,
     chat,
-    cli,
     cli_env,
     ctx_arg,
-    run_ok,
     smollm2_model,
     status_data,
-    write_spec,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -56,25 +54,7 @@ NAME = "smollm2-life"
 
 
 @dataclass
-class Life:
-    root: Path
-    bundles: dict[str, Path]  # version -> bundle
-    pub: Path
-    env: dict[str, str]
-    client: Any
-
-    def cli(self, *args: str) -> tuple[int, dict[str, Any]]:
-        return cli(self.env, *args)
-
-    def install(self, version: str, prefix: Path, port: int, *extra: str) -> tuple[int, dict[str, Any]]:
-        return self.cli("install", str(self.bundles[version]), "--key", str(self.pub), "--prefix", str(prefix),
-                        "--port", str(port), *extra)
-
-    def popen_install(self, version: str, prefix: Path, port: int, *extra: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "airpack", "install", str(self.bundles[version]), "--key",
-                                 str(self.pub), "--prefix", str(prefix), "--port", str(port), "--json", *extra],
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
+class Life(Versions):
     def containers(self, prefix: Path) -> list[Any]:
         return self.client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}={prefix}"})
 
@@ -86,13 +66,9 @@ def life(docker_engine: DockerEngine, upstream_registry: Registry, llama_server_
     smollm2_model(root)
     env = cli_env(docker_engine.host, root / "cache")
     ref = push_to(docker_engine, llama_server_image.local, upstream_registry)
-    run_ok(env, "keygen", "--out", str(root / "keys"))
-    bundles = {}
-    for version, context, args in (("1.0.0", 2048, None), ("1.1.0", 1024, None), ("1.2.0", 1024, ["--no-such-flag"]),
-                                   ("1.3.0", 2048, None)):
-        spec = write_spec(root, NAME, ref, version=version, context=context, args=args)
-        bundles[version] = build(env, spec, root / f"{NAME}-{version}.bundle", root / "keys/airpack.key")
-    life = Life(root, bundles, root / "keys/airpack.pub", env, docker_engine.client)
+    bundles, pub = build_versions(root, NAME, ref, env, [("1.0.0", 2048, None), ("1.1.0", 1024, None),
+                                                         ("1.2.0", 1024, ["--no-such-flag"]), ("1.3.0", 2048, None)])
+    life = Life(root, bundles, pub, env, docker_engine.client)
     try:
         yield life
     finally:

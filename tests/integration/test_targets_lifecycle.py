@@ -42,17 +42,16 @@ from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     upstream_registry,
 )
 from tests.install_helpers import (
+    Versions,
     answers,
     audit_lines,
-    build,
+    build_versions,
     chat,
     cli,
     cli_env,
     ctx_arg,
-    run_ok,
     smollm2_model,
     status_data,
-    write_spec,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -60,23 +59,7 @@ NAME = "smollm2-clife"
 
 
 @dataclass
-class Life:
-    root: Path
-    bundles: dict[str, Path]
-    pub: Path
-    env: dict[str, str]
-    client: Any
-
-    def cli(self, *args: str) -> tuple[int, dict[str, Any]]:
-        return cli(self.env, *args)
-
-    def argv(self, version: str, prefix: Path, port: int, *extra: str) -> list[str]:
-        return ["install", str(self.bundles[version]), "--key", str(self.pub), "--prefix", str(prefix),
-                "--port", str(port), "--target", "compose", *extra]
-
-    def install(self, version: str, prefix: Path, port: int, *extra: str) -> tuple[int, dict[str, Any]]:
-        return self.cli(*self.argv(version, prefix, port, *extra))
-
+class Life(Versions):
     def containers(self, prefix: Path) -> list[Any]:
         """Every container of every Compose project of this prefix (one project per version)."""
         base = compose_project(NAME, prefix)
@@ -102,13 +85,10 @@ def life(docker_engine: DockerEngine, upstream_registry: Registry, llama_server_
     smollm2_model(root)
     env = cli_env(docker_engine.host, root / "cache")
     ref = push_to(docker_engine, llama_server_image.local, upstream_registry)
-    run_ok(env, "keygen", "--out", str(root / "keys"))
-    bundles = {}
-    for version, context, args in (("1.0.0", 2048, None), ("1.1.0", 1024, None), ("1.2.0", 1024, ["--no-such-flag"])):
-        spec = write_spec(root, NAME, ref, version=version, context=context, args=args)
-        spec.write_text(json.dumps({**json.loads(spec.read_text()), "deploy": ["compose", "kubernetes", "systemd"]}))
-        bundles[version] = build(env, spec, root / f"{NAME}-{version}.bundle", root / "keys/airpack.key")
-    life = Life(root, bundles, root / "keys/airpack.pub", env, docker_engine.client)
+    bundles, pub = build_versions(root, NAME, ref, env, [("1.0.0", 2048, None), ("1.1.0", 1024, None),
+                                                         ("1.2.0", 1024, ["--no-such-flag"])],
+                                  deploy=["compose", "kubernetes", "systemd"])
+    life = Life(root, bundles, pub, env, docker_engine.client, target="compose")
     try:
         yield life
     finally:
