@@ -207,7 +207,8 @@ class BlobCache:
                 else:
                     raise FetchError(f"{where}: HTTP {resp.status_code}")
                 try:
-                    with part.open(mode, buffering=0) as fh:
+                    # Buffered: a 4 MiB block goes straight through, and a short write(2) is retried, not lost.
+                    with part.open(mode) as fh:
                         for block in resp.raw.stream(BLOCK, decode_content=False):
                             fh.write(block)
                             if tee is not None:
@@ -243,7 +244,7 @@ class _Tee:
     def __enter__(self) -> Self:
         if self.tmp is not None:
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = self.tmp.open("wb", buffering=0)
+            self.fh = self.tmp.open("wb")
         return self
 
     def commit(self) -> None:

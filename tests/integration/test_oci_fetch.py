@@ -62,8 +62,13 @@ def _no_temporaries(layout: Path) -> None:
     assert not [p.name for p in (layout / "blobs/sha256").iterdir() if p.name.startswith(".")]
 
 
+def _no_copy_afterwards(path: object, *_: object) -> None:
+    raise AssertionError(f"{path} was copied after the download instead of written in the same pass")
+
+
 def test_layout_on_another_file_system_is_written_in_the_same_pass(
-        reg: Registry, tmp_path: Path, other_fs: Path) -> None:
+        reg: Registry, tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("airpack.oci.layout.shutil.copyfile", _no_copy_afterwards)
     digest, layer = _push_big(reg, "t/big", CHUNK_SIZE + 1_000_000)
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -124,11 +129,20 @@ def _bundle_digests(images: tuple[LockedImage, ...], bundle: Path, cache: Path) 
 
 
 def test_fetch_all_digests_match_the_files_and_refuse_a_damaged_staging_blob(
-        reg: Registry, tmp_path: Path) -> None:
+        reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     digest, layer = _push_big(reg, "t/all", CHUNK_SIZE + 4096)
     locked = resolve_image(f"{reg.host}/t/all:1", "linux/amd64")
     bundle = tmp_path / "bundle"
+    read_again: list[str] = []
+
+    def recording_hash_file(path: Path, **kw: object) -> object:
+        read_again.append(path.name)
+        return hash_file(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("airpack.images.hash_file", recording_hash_file)
     digests = _bundle_digests((locked,), bundle, tmp_path / "cache")
+    assert digest[7:] not in read_again  # the layer's digests came from the download, not a second read
+    assert "index.json" in read_again
     files = sorted(p for p in (bundle / "images").rglob("*") if p.is_file())
     assert {p.relative_to(bundle).as_posix(): hash_file(p) for p in files} == digests
     assert f"images/blobs/sha256/{digest[7:]}" in digests
