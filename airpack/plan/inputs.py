@@ -36,6 +36,7 @@ SAFETENSORS_DTYPE_BITS: Mapping[str, int] = MappingProxyType(
 
 GGUF_MAGIC = b"GGUF"
 _GGUF_FIRST_READ = 4 * 1024 * 1024  # most headers fit; larger vocabularies are read on
+_GGUF_MAX_HEADER = 256 * 1024 * 1024  # a 256k-token vocabulary with merges is ~20 MB; more is a broken file
 LFS_POINTER_PREFIX = b"vers"  # "version https://git-lfs…": an un-smudged Git LFS pointer, not a model file
 
 # Split GGUF files follow llama.cpp's "%s-%05d-of-%05d.gguf" (1-based index).
@@ -266,7 +267,10 @@ def read_gguf(path: str | Path) -> GgufSummary:
                     if len(buf) >= size:
                         raise SourceError(f"{p}: cannot parse GGUF metadata: the file ends inside its header "
                                           f"(byte {exc.need} of {size})") from None
-                    buf += fh.read(min(size, max(exc.need, 2 * len(buf))) - len(buf))
+                    if exc.need > _GGUF_MAX_HEADER:  # a corrupt count, not a header: never read the weights
+                        raise SourceError(f"{p}: cannot parse GGUF metadata: its header claims to run past "
+                                          f"byte {exc.need} (the largest read is {_GGUF_MAX_HEADER >> 20} MiB)") from None
+                    buf += fh.read(min(size, _GGUF_MAX_HEADER, max(exc.need, 2 * len(buf))) - len(buf))
     except Malformed as exc:
         raise SourceError(f"{p}: cannot parse GGUF metadata: {exc}") from None
     except OSError as exc:

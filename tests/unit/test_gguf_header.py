@@ -134,3 +134,13 @@ def test_read_gguf_reports_a_file_that_ends_inside_its_header(tmp_path: Path) ->
     odd.write_bytes(_header(kvs=1) + _kv("k", 42, b""))
     with pytest.raises(SourceError, match="cannot parse GGUF metadata: k: unknown value type 42"):
         read_gguf(odd)
+
+
+def test_read_gguf_does_not_read_a_big_file_for_a_corrupt_count(tmp_path: Path) -> None:
+    """A header whose counts claim more than any header holds is refused before the weights are read."""
+    big = tmp_path / "big.gguf"
+    with big.open("wb") as fh:
+        fh.write(_header(kvs=2**40))
+        fh.truncate(300 * 1024 * 1024)  # sparse: larger than the largest header airpack reads
+    with pytest.raises(SourceError, match="claims to run past"):
+        read_gguf(big)
