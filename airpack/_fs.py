@@ -16,6 +16,23 @@ from typing import IO
 _COMPONENT = re.compile(r"^[A-Za-z0-9_+@][A-Za-z0-9._+@=-]*$")
 MAX_PATH_BYTES = 1024
 
+# Every bulk read and write moves at most 1 MiB per system call. Measured on this project's build VM (Firecracker,
+# Linux 6.18, ext4): writing 1 GiB from memory in 4 MiB write(2) calls cost 3.0-5.1 s of system time, in 2 MiB
+# calls 1.26 s, in 1 MiB calls 0.26-0.34 s (tmpfs: 0.4-0.5 s either way). Larger writes make the page cache
+# allocate larger folios, which such a VM seems to back lazily from the host; on bare metal 1 MiB calls cost
+# the same as larger ones (1024 calls per GiB), so this size loses nothing anywhere.
+IO_BLOCK = 1024 * 1024
+
+
+def write_pieces(fh: IO[bytes], data: bytes) -> None:
+    """Write ``data`` in calls of at most ``IO_BLOCK`` bytes (a buffered file retries short writes)."""
+    if len(data) <= IO_BLOCK:
+        fh.write(data)
+        return
+    view = memoryview(data)
+    for start in range(0, len(data), IO_BLOCK):
+        fh.write(view[start:start + IO_BLOCK])
+
 
 def path_problem(rel: str) -> str | None:
     """Why ``rel`` is not a safe, portable, relative bundle path, or None when it is."""

@@ -58,13 +58,13 @@ class _Journal:
             st = target.stat()
         except FileNotFoundError:
             return None
-        if not rec or st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
-            return None
-        return FileDigest(rec["size"], rec["sha256"], rec["chunk_size"], tuple(rec["chunks"]))
+        if not rec or st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"] or "chain" not in rec:
+            return None  # (a record without "chain" was written by an airpack of format 1: copy again)
+        return FileDigest(rec["size"], rec["sha256"], rec["chunk_size"], tuple(rec["chain"]))
 
     def record(self, rel: str, target: Path, digest: FileDigest) -> None:
         rec = {"path": rel, "size": digest.size, "sha256": digest.sha256, "chunk_size": digest.chunk_size,
-               "chunks": list(digest.chunks), "mtime_ns": target.stat().st_mtime_ns}
+               "chain": list(digest.chain), "mtime_ns": target.stat().st_mtime_ns}
         with self.path.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
@@ -220,7 +220,7 @@ def build_bundle(spec: Spec, lock: Lock, out: Path, *, key: PrivateKey | None = 
     digests.update(deploy_digests)
 
     entries = tuple(
-        Entry(rel, d.size, d.sha256, _kind(rel), d.chunk_size if d.chunks else 0, d.chunks)
+        Entry(rel, d.size, d.sha256, _kind(rel), d.chunk_size if d.chain else 0, d.chain)
         for rel, d in sorted(digests.items(), key=lambda kv: kv[0].encode())
     )
     manifest = Manifest(

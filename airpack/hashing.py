@@ -1,10 +1,11 @@
 """Streaming SHA-256 at the hardware limit, with bounded memory.
 
-Every file is hashed whole (for ``SHA256SUMS`` and ``sha256sum -c``) and, when larger than ``CHUNK_SIZE``,
-also in fixed-size chunks whose digests are signed in ``airpack.json``: the chunks of one multi-GB file can
-then be checked on every core at once, where a whole-file SHA-256 is inherently sequential.
+Every file is hashed whole (for ``SHA256SUMS`` and ``sha256sum -c``), once. For a file larger than
+``CHUNK_SIZE`` the SHA-256 chaining value at every chunk boundary is kept too and signed in ``airpack.json``
+(see ``airpack.sha256_state``): the chunks of one multi-GB file can then be checked on every core at once,
+where a whole-file SHA-256 is otherwise inherently sequential.
 
-hashlib releases the GIL while hashing buffers larger than 2 KiB, so plain threads scale across cores.
+hashlib and the ctypes calls release the GIL while hashing, so plain threads scale across cores.
 """
 
 from __future__ import annotations
@@ -20,20 +21,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from airpack import sha256_state
+from airpack._fs import IO_BLOCK
+from airpack.sha256_state import Sha256State
+
 CHUNK_SIZE = 64 * 1024 * 1024
-BLOCK_SIZE = 1024 * 1024
+BLOCK_SIZE = IO_BLOCK
+
+_PIECE = 4 * 1024 * 1024  # the most one queued item makes the hasher read (bounds a sink's memory)
 
 Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
 class FileDigest:
-    """Size, whole-file SHA-256 and (for files over ``chunk_size``) per-chunk SHA-256 digests."""
+    """Size, whole-file SHA-256 and (for files over ``chunk_size``) the chaining value after each chunk but
+    the last: ``ceil(size / chunk_size) - 1`` values. Empty where libcrypto's state is not reachable."""
 
     size: int
     sha256: str
     chunk_size: int = CHUNK_SIZE
-    chunks: tuple[str, ...] = ()
+    chain: tuple[str, ...] = ()
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    """How many chunks of ``chunk_size`` cover ``size`` bytes (at least one)."""
+    return max(1, -(-size // chunk_size))
 
 
 def default_workers() -> int:
@@ -45,86 +58,64 @@ def default_workers() -> int:
 
 
 class DigestSink:
-    """Feed bytes in order; get the whole-file and chunk digests, both computed on background threads.
+    """Feed bytes in order; get the whole-file digest and chunk chaining values, computed on a background thread.
 
-    Used by every path that moves bytes (local copy, Hub download, registry blob) so each byte is read
-    once and hashed as it passes, while the caller's thread only moves bytes: receiving and writing, the
-    whole-file hash and the chunk hashes then run on three cores at once (measured on a 2-core VM: a 512 MiB
-    registry download with write+hash pipelined took 0.64 s, in one thread 1.05 s).
-
-    The first chunk's digest is the whole-file hasher's state at the first boundary (``hashlib`` ``copy``),
-    so a file no larger than one chunk is hashed exactly once and only the later chunks cost a second pass.
+    Used by every path that moves bytes (local copy, Hub download, registry blob) so each byte is read once and
+    hashed once as it passes, while the caller's thread only moves bytes (receiving and writing): the two run on
+    two cores at once.
     """
 
     def __init__(self, chunk_size: int = CHUNK_SIZE) -> None:
+        if chunk_size <= 0 or chunk_size % sha256_state.BLOCK:
+            raise ValueError(f"chunk size must be a positive multiple of {sha256_state.BLOCK} bytes")
         self._chunk_size = chunk_size
         self._size = 0
-        self._first_chunk: str | None = None
-        self._chunks: list[str] = []
+        self._chain: list[str] = []
         self._whole_hex = ""
-        # Bounded queues keep memory flat: at most 8 blocks wait for each hasher (the blocks are shared).
-        self._whole_q: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=8)
-        self._chunk_q: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=8)
-        self._threads = [threading.Thread(target=self._whole_worker, daemon=True),
-                         threading.Thread(target=self._chunk_worker, daemon=True)]
-        for t in self._threads:
-            t.start()
+        # A bounded queue keeps memory flat: at most 8 pieces of at most 4 MiB wait for the hasher.
+        self._q: queue.Queue[tuple[bytes, int, int] | None] = queue.Queue(maxsize=8)
+        target = self._chain_worker if sha256_state.AVAILABLE else self._plain_worker
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
         self._closed = False
 
-    def _whole_worker(self) -> None:
-        h = hashlib.sha256()
-        seen = 0
-        while (data := self._whole_q.get()) is not None:
-            if self._first_chunk is None and seen + len(data) >= self._chunk_size:
-                view = memoryview(data)
-                cut = self._chunk_size - seen
-                h.update(view[:cut])
-                self._first_chunk = h.copy().hexdigest()
-                h.update(view[cut:])
-            else:
-                h.update(data)
-            seen += len(data)
+    def _chain_worker(self) -> None:
+        h = Sha256State()
+        to_boundary = self._chunk_size
+        while (item := self._q.get()) is not None:
+            data, pos, end = item
+            while end - pos >= to_boundary:
+                h.update_slice(data, pos, pos + to_boundary)
+                pos += to_boundary
+                self._chain.append(h.chain())
+                to_boundary = self._chunk_size
+            h.update_slice(data, pos, end)
+            to_boundary -= end - pos
         self._whole_hex = h.hexdigest()
 
-    def _chunk_worker(self) -> None:
-        """Digests of chunks 1, 2, …: bytes from offset ``chunk_size`` on (chunk 0 comes from the whole hasher)."""
+    def _plain_worker(self) -> None:
         h = hashlib.sha256()
-        fill = 0
-        while (data := self._chunk_q.get()) is not None:
-            view = memoryview(data)
-            while view:
-                take = min(len(view), self._chunk_size - fill)
-                h.update(view[:take])
-                fill += take
-                view = view[take:]
-                if fill == self._chunk_size:
-                    self._chunks.append(h.hexdigest())
-                    h, fill = hashlib.sha256(), 0
-        if fill:
-            self._chunks.append(h.hexdigest())
+        while (item := self._q.get()) is not None:
+            data, start, end = item
+            h.update(memoryview(data)[start:end])
+        self._whole_hex = h.hexdigest()
 
-    def update(self, data: bytes | memoryview) -> None:
-        """Hash ``data``; the caller must not modify it afterwards (pass immutable bytes)."""
-        if not data:
-            return
-        self._whole_q.put(data)
-        if self._size >= self._chunk_size:
-            self._chunk_q.put(data)
-        elif self._size + len(data) > self._chunk_size:
-            self._chunk_q.put(memoryview(data)[self._chunk_size - self._size:])
+    def update(self, data: bytes) -> None:
+        """Hash ``data`` (immutable bytes: the hasher reads them after this returns)."""
+        for start in range(0, len(data), _PIECE):
+            self._q.put((data, start, min(len(data), start + _PIECE)))
         self._size += len(data)
 
     def close(self) -> FileDigest:
         """Finish and return the digests (idempotent)."""
         if not self._closed:
-            self._whole_q.put(None)
-            self._chunk_q.put(None)
-            for t in self._threads:
-                t.join()
+            self._q.put(None)
+            self._thread.join()
             self._closed = True
-        if self._size <= self._chunk_size:
+        if self._size <= self._chunk_size or not sha256_state.AVAILABLE:
             return FileDigest(self._size, self._whole_hex, self._chunk_size, ())
-        return FileDigest(self._size, self._whole_hex, self._chunk_size, (self._first_chunk or "", *self._chunks))
+        chain = tuple(self._chain[: chunk_count(self._size, self._chunk_size) - 1])
+        return FileDigest(self._size, self._whole_hex, self._chunk_size, chain)
 
 
 def _open_regular(path: Path) -> int:
@@ -169,20 +160,43 @@ def copy_and_hash(
 
 @dataclass(frozen=True)
 class RangeCheck:
-    """One unit of parallel verification: bytes [offset, offset+length) of ``path`` must hash to ``sha256``."""
+    """One unit of parallel verification: bytes [offset, offset+length) of ``path`` must hash to ``expect``.
+
+    ``start`` None: a fresh SHA-256 over the range, finalised (a whole file, or a format-1 chunk digest).
+    ``start`` a chaining value (or None at offset 0) with ``final`` False: the state after the range must be
+    the chaining value ``expect``; with ``final`` True the finished digest must be ``expect``.
+    """
 
     path: Path
     key: str
     offset: int
     length: int
-    sha256: str
+    expect: str
+    start: str | None = None
+    final: bool = True
+
+
+def chain_checks(path: Path, key: str, size: int, sha256: str, chunk_size: int,
+                 chain: tuple[str, ...]) -> list[RangeCheck]:
+    """The jobs that together prove ``path`` hashes to ``sha256``, one per chunk, from its chaining values."""
+    n = chunk_count(size, chunk_size)
+    if len(chain) != n - 1 or not sha256_state.AVAILABLE:
+        return [RangeCheck(path, key, 0, size, sha256)]
+    jobs = []
+    for i in range(n):
+        off = i * chunk_size
+        last = i == n - 1
+        jobs.append(RangeCheck(path, key, off, min(chunk_size, size - off), sha256 if last else chain[i],
+                               chain[i - 1] if i else None, last))
+    return jobs
 
 
 def _hash_range(job: RangeCheck, progress: Progress | None) -> str:
     fd = _open_regular(job.path)
     try:
         _advise_sequential(fd)
-        h = hashlib.sha256()
+        plain = job.start is None and job.final
+        h: hashlib._Hash | Sha256State = hashlib.sha256() if plain else Sha256State(job.start, job.offset)
         buf = bytearray(BLOCK_SIZE)
         view = memoryview(buf)
         pos, end = job.offset, job.offset + job.length
@@ -194,6 +208,8 @@ def _hash_range(job: RangeCheck, progress: Progress | None) -> str:
             pos += n
             if progress:
                 progress(n)
+        if isinstance(h, Sha256State) and not job.final:
+            return h.chain() if pos == end else ""
         return h.hexdigest()
     finally:
         os.close(fd)
@@ -212,7 +228,7 @@ def check_ranges(
 
     def run(job: RangeCheck) -> None:
         try:
-            ok = _hash_range(job, progress) == job.sha256
+            ok = _hash_range(job, progress) == job.expect
         except OSError:
             ok = False
         if not ok:

@@ -104,8 +104,8 @@ def fetch_all(images: tuple[LockedImage, ...], bundle: Path, *, cache_dir: Path,
 
 
 def _layout_digests(bundle: Path, layout: Path, known: dict[str, FileDigest]) -> dict[str, FileDigest]:
-    """Every layout file's digests for ``SHA256SUMS``. Blobs written by this build were hashed (whole and in
-    chunks) while they were written; only the rest is read again: ``index.json``, ``oci-layout``, small
+    """Every layout file's digests for ``SHA256SUMS``. Blobs written by this build were hashed (digest and chunk
+    chain) while they were written; only the rest is read again: ``index.json``, ``oci-layout``, small
     manifests and configs, and blobs an interrupted earlier run left in the staging layout, which must still
     hash to their names."""
     digests: dict[str, FileDigest] = {}

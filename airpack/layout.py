@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FORMAT = "airpack-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "airpack.json"
 SUMS = "SHA256SUMS"
 SIGNATURE = "SHA256SUMS.sig"
@@ -29,19 +29,26 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class Entry:
-    """One file of the bundle: its path, size, whole-file sha256, kind and (large files) chunk digests."""
+    """One file of the bundle: its path, size, whole-file sha256, kind and, for a large file, the SHA-256
+    chaining value after each chunk but the last (``chain``; format 2) or each chunk's own SHA-256
+    (``chunks``; format 1, still read)."""
 
     path: str
     size: int
     sha256: str
     kind: str
     chunk_size: int = 0
+    chain: tuple[str, ...] = ()
     chunks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "size": self.size, "sha256": self.sha256, "kind": self.kind}
-        if self.chunks:
-            out["chunks"] = {"size": self.chunk_size, "sha256": list(self.chunks)}
+        if self.chain or self.chunks:
+            out["chunks"] = {"size": self.chunk_size}
+            if self.chain:
+                out["chunks"]["chain"] = list(self.chain)
+            if self.chunks:
+                out["chunks"]["sha256"] = list(self.chunks)
         return out
 
     @classmethod
@@ -49,13 +56,15 @@ class Entry:
         chunks = d.get("chunks") or {}
         entry = cls(
             path=str(d["path"]), size=int(d["size"]), sha256=str(d["sha256"]), kind=str(d["kind"]),
-            chunk_size=int(chunks.get("size", 0)), chunks=tuple(str(c) for c in chunks.get("sha256", ())),
+            chunk_size=int(chunks.get("size", 0)), chain=tuple(str(c) for c in chunks.get("chain", ())),
+            chunks=tuple(str(c) for c in chunks.get("sha256", ())),
         )
         if entry.size < 0 or not _HEX64.match(entry.sha256):
             raise ValueError(f"bad inventory entry for {entry.path!r}")
-        if entry.chunks:
-            expected = -(-entry.size // entry.chunk_size) if entry.chunk_size > 0 else -1
-            if expected != len(entry.chunks) or not all(_HEX64.match(c) for c in entry.chunks):
+        count = -(-entry.size // entry.chunk_size) if entry.chunk_size > 0 else -1
+        for values, expected in ((entry.chain, count - 1), (entry.chunks, count)):
+            if values and (expected != len(values) or not all(_HEX64.match(c) for c in values)
+                           or entry.chunk_size % 64):
                 raise ValueError(f"chunk list of {entry.path!r} does not cover its {entry.size} bytes")
         return entry
 

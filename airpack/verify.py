@@ -17,7 +17,7 @@ from pathlib import Path
 
 from airpack._fs import path_problem
 from airpack.errors import VerificationError
-from airpack.hashing import RangeCheck, check_ranges, sha256_bytes
+from airpack.hashing import RangeCheck, chain_checks, check_ranges, sha256_bytes
 from airpack.layout import (
     MANIFEST,
     MAX_MANIFEST_BYTES,
@@ -184,7 +184,9 @@ def _check_files(bundle: Path, listed: dict[str, str], manifest: Manifest | None
             problems.append(Problem("modified", rel, f"size {size} bytes, signed size {entry.size}"))
             continue
         total += size
-        if entry is not None and entry.chunks and entry.sha256 == sha:
+        if entry is not None and entry.chain and entry.sha256 == sha:
+            jobs.extend(chain_checks(bundle / rel, rel, size, sha, entry.chunk_size, entry.chain))
+        elif entry is not None and entry.chunks and entry.sha256 == sha:  # format 1: a digest per chunk
             for i, digest in enumerate(entry.chunks):
                 off = i * entry.chunk_size
                 jobs.append(RangeCheck(bundle / rel, rel, off, min(entry.chunk_size, size - off), digest))

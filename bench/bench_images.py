@@ -139,7 +139,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for path in (layout, work / "cache", save_tar, sk_dir):
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-            # fetch_image returns every blob's whole-file and chunk digests, all a build needs for SHA256SUMS.
+            # fetch_image returns every blob's whole-file digest and chunk chain, all a build needs for SHA256SUMS.
             t_ap = min(t_ap, timed("airpack fetch", f"fetch_image({ref}) -> {layout}",
                                    lambda: fetch_image(locked, layout, cache_dir=work / "cache")))
             t_save = min(t_save, timed("docker save", f"docker save -o {save_tar} {ref}", lambda: subprocess.run(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airpack._fs import atomic_write_bytes, fsync_dir
+from airpack._fs import IO_BLOCK, atomic_write_bytes, fsync_dir
 from airpack.errors import InstallError, VerificationError
 from airpack.layout import MODEL_DIR, Entry
 
@@ -35,7 +35,7 @@ STATE_VERSION = 1
 SECRETS_DIR = "secrets"
 API_KEY_FILE = f"{SECRETS_DIR}/api-key"
 DEPLOY_DIR = "deploy"
-BLOCK = 4 * 1024 * 1024
+BLOCK = IO_BLOCK  # see airpack._fs: larger writes are much slower on some VMs
 
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 

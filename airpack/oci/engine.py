@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from airpack._fs import IO_BLOCK
 from airpack.errors import FetchError, InstallError, SourceError, VerificationError
 from airpack.hashing import DigestSink, FileDigest
 from airpack.lock import LockedImage
@@ -32,7 +33,7 @@ from airpack.oci.reference import parse_platform, parse_reference
 
 Progress = Callable[[int], None]
 AIRPACK_REGISTRY = "airpack.local"
-BLOCK = 1024 * 1024
+BLOCK = IO_BLOCK
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -151,7 +152,7 @@ def save_from_engine(client: Any, locked: LockedImage, layout_dir: Path, *,
 
 
 def _store(layout: OciLayout, fh: Any, progress: Progress | None) -> FileDigest:
-    """Write one layer into the layout under its digest, hashed (whole and chunks) as it is written."""
+    """Write one layer into the layout under its digest, hashed (digest and chunk chain) as it is written."""
     sink = DigestSink()
     with layout.staging("sha256:" + "0" * 64) as (out, tmp):
         try:

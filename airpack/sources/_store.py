@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from airpack._fs import fsync_dir
+from airpack._fs import fsync_dir, write_pieces
 from airpack.errors import FetchError
 from airpack.hashing import BLOCK_SIZE, DigestSink, FileDigest, Progress, copy_and_hash, hash_file
 from airpack.lock import LockedFile
@@ -96,8 +96,9 @@ class HashingWriter:
         if self._pos + len(data) > self._locked.size:
             raise TooManyBytesError(f"{self._locked.path}: the server sent more than the {self._locked.size} bytes locked",
                              hint="the source changed since it was locked; run 'airpack lock' again")
-        self._fh.write(data)
-        self._update(bytes(data))
+        data = bytes(data)
+        write_pieces(self._fh, data)  # http_get hands 10 MiB pieces; see airpack._fs
+        self._update(data)
         return len(data)
 
     def tell(self) -> int:

@@ -40,7 +40,7 @@ def test_fetch_real_gguf_verified_with_chunk_digests(hub: HubServer, tmp_path: P
 
     d = digests[GGUF_NAME]
     assert (d.size, d.sha256) == (gguf.stat().st_size, sha)
-    assert len(d.chunks) == -(-d.size // CHUNK_SIZE) == 2  # chunk digests come back: no second read needed
+    assert len(d.chain) + 1 == -(-d.size // CHUNK_SIZE) == 2  # chain values come back: no second read needed
     assert hash_file(tmp_path / "out" / GGUF_NAME) == d
     assert sum(seen) == locked.total_size
     assert set(digests) == {f.path for f in locked.files}

@@ -80,9 +80,9 @@ def test_layout_on_another_file_system_is_written_in_the_same_pass(
     cached = cache / "blobs/sha256" / digest[7:]
     assert blob.read_bytes() == layer == cached.read_bytes()
     assert blob.stat().st_nlink == 1  # a copy of its own, not a link into the cache
-    # The digests recorded while writing equal a fresh read, chunks included (two chunks for 65 MiB).
+    # The digests recorded while writing equal a fresh read, chain included (two chunks for 65 MiB: one value).
     assert got.digests[digest] == hash_file(blob)
-    assert len(got.digests[digest].chunks) == 2
+    assert len(got.digests[digest].chain) == 1
     _no_temporaries(layout)
 
     # From the cache, into a second bundle elsewhere: nothing downloaded, copied while hashed.
@@ -99,7 +99,7 @@ def test_layout_on_the_cache_file_system_is_hard_linked(reg: Registry, tmp_path:
     got = fetch_image(locked, tmp_path / "layout", cache_dir=tmp_path / "cache")
     blob = tmp_path / "layout/blobs/sha256" / digest[7:]
     assert blob.stat().st_nlink == 2 and blob.read_bytes() == layer
-    assert got.digests[digest] == hash_file(blob) and not got.digests[digest].chunks
+    assert got.digests[digest] == hash_file(blob) and not got.digests[digest].chain
 
 
 def test_resumed_download_to_another_file_system(reg: Registry, tmp_path: Path, other_fs: Path) -> None:

@@ -106,12 +106,12 @@ def test_the_cli_in_a_subprocess(pristine, tmp_path: Path) -> None:
 
 def test_chunk_change_in_the_real_gguf(keys, built_bundle: Callable[..., Path], gguf_model: Path,
                                        tmp_path: Path) -> None:
-    """The 98 MB GGUF at the default 64 MiB chunk size: two signed chunks; a byte changed in the second."""
+    """The 98 MB GGUF at the default 64 MiB chunk size: two chained chunks; a byte changed in the second."""
     (gguf_name,) = (p.name for p in gguf_model.iterdir())
     bundle = built_bundle(gguf_model, key=keys.ed25519)
     manifest = json.loads((bundle / "airpack.json").read_text())
     entry = next(e for e in manifest["files"] if e["path"] == f"model/{gguf_name}")
-    assert entry["chunks"]["size"] == 64 * 1024 * 1024 and len(entry["chunks"]["sha256"]) == 2
+    assert entry["chunks"]["size"] == 64 * 1024 * 1024 and len(entry["chunks"]["chain"]) == 1
     good = recipe(bundle, keys.ed25519.pub, "ed25519", tmp_path / "w1")
     assert good.returncode == 0, good.stderr
     assert verify_json(bundle, keys.ed25519.pub)[0] == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from airpack.layout import FORMAT_VERSION, Entry, Manifest, parse_sums, render_sums
+from tests import sha256_ref
 
 H = "0123456789abcdef" * 4
 
@@ -42,7 +43,8 @@ def test_parse_sums_round_trips_and_flags_every_bad_line() -> None:
 def _manifest(**kw) -> Manifest:
     base = {"name": "m", "version": "1.0.0", "created": "2023-11-14T22:13:20Z", "airpack_version": "0.1.0",
             "spec": {"name": "m"}, "lock": {"lockVersion": 1},
-            "files": (Entry("model/w", 10, H, "model", 4, (H, H, H)), Entry("model/c", 1, H, "model"))}
+            "files": (Entry("model/w", 200, H, "model", 64, (H, H, H)), Entry("model/c", 1, H, "model"),
+                      Entry("model/v1", 130, H, "model", 64, chunks=(H, H, H)))}
     base.update(kw)
     return Manifest(**base)
 
@@ -51,7 +53,8 @@ def test_manifest_round_trips_and_keeps_unknown_keys() -> None:
     m = _manifest(extra={"sbom": {"x": 1}})
     d = json.loads(m.to_json())
     assert d["format"] == "airpack-bundle" and d["formatVersion"] == FORMAT_VERSION and d["sbom"] == {"x": 1}
-    assert d["files"][0]["chunks"] == {"size": 4, "sha256": [H, H, H]} and "chunks" not in d["files"][1]
+    assert d["files"][0]["chunks"] == {"size": 64, "chain": [H, H, H]} and "chunks" not in d["files"][1]
+    assert d["files"][2]["chunks"] == {"size": 64, "sha256": [H, H, H]}  # a format-1 entry, as read
     again = Manifest.from_json(m.to_json())
     assert again == m and again.extra == {"sbom": {"x": 1}} and again.to_json() == m.to_json()
 
@@ -62,8 +65,12 @@ def test_manifest_round_trips_and_keeps_unknown_keys() -> None:
     (lambda d: d.update(formatVersion="1"), "newer than this airpack reads"),
     (lambda d: d["files"][0].update(sha256="XYZ"), "bad inventory entry"),
     (lambda d: d["files"][0].update(size=-1), "bad inventory entry"),
-    (lambda d: d["files"][0]["chunks"]["sha256"].pop(), "does not cover its 10 bytes"),
+    (lambda d: d["files"][0]["chunks"]["chain"].pop(), "does not cover its 200 bytes"),
+    (lambda d: d["files"][0]["chunks"]["chain"].append(H), "does not cover its 200 bytes"),
     (lambda d: d["files"][0]["chunks"].update(size=0), "does not cover"),
+    (lambda d: d["files"][0]["chunks"].update(size=50), "does not cover"),  # 4 chunks, but not whole blocks
+    (lambda d: d["files"][0]["chunks"]["chain"].__setitem__(0, "X" * 64), "does not cover"),
+    (lambda d: d["files"][2]["chunks"]["sha256"].pop(), "does not cover its 130 bytes"),
 ])
 def test_manifest_rejects_malformed(mutate, message: str) -> None:
     d = json.loads(_manifest().to_json())
@@ -121,21 +128,21 @@ def test_manifest_inventory_matches_the_files(bundle: Path, small_model: Path) -
     assert m.spec["model"]["path"] == str(small_model.resolve())
 
 
-def test_large_files_carry_chunk_digests(bundle: Path) -> None:
+def test_large_files_carry_chunk_chaining_values(bundle: Path) -> None:
     m = Manifest.from_json((bundle / "airpack.json").read_bytes())
     big = next(e for e in m.files if e.path == "model/model.safetensors")
     data = (bundle / big.path).read_bytes()
-    assert len(data) > 4 * CHUNK and big.chunk_size == CHUNK
-    assert big.chunks == tuple(hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK))
+    assert len(data) > 4 * CHUNK and big.chunk_size == CHUNK and not big.chunks
+    assert big.chain == sha256_ref.chain_values(data, CHUNK)  # an independent SHA-256 agrees
     small = [e for e in m.files if e.path != big.path]
-    assert all(e.chunks == () and e.chunk_size == 0 for e in small)
+    assert all(e.chain == () and e.chunk_size == 0 for e in small)
     d = json.loads((bundle / "airpack.json").read_text())
     assert all("chunks" not in f for f in d["files"] if f["path"] != big.path)
 
 
 def test_default_chunk_size_leaves_small_files_whole(small_model: Path, built_bundle) -> None:
     b = built_bundle(small_model)
-    assert all(e.chunks == () for e in Manifest.from_json((b / "airpack.json").read_bytes()).files)
+    assert all(e.chain == () for e in Manifest.from_json((b / "airpack.json").read_bytes()).files)
     assert not (b / "SHA256SUMS.sig").exists()
 
 

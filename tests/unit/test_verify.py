@@ -4,6 +4,7 @@ blocking, and never a write into the bundle."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -122,6 +123,10 @@ def test_verify_uses_the_chunk_digests(bundle: Path, keys, monkeypatch: pytest.M
     size = (bundle / tamper.BIG).stat().st_size
     assert len(big) == -(-size // CHUNK) >= 4
     assert [(j.offset, j.length) for j in big] == [(i, min(CHUNK, size - i)) for i in range(0, size, CHUNK)]
+    # Chained: each chunk resumes from the value the previous one must reach; the last one ends at the digest
+    # that SHA256SUMS signs, so the whole-file SHA-256 itself is proven, on every core.
+    assert [j.start for j in big[1:]] == [j.expect for j in big[:-1]] and big[0].start is None
+    assert big[-1].final and big[-1].expect == hashlib.sha256((bundle / tamper.BIG).read_bytes()).hexdigest()
     assert len([j for j in seen if j.key == tamper.CONFIG]) == 1
 
 
@@ -250,3 +255,41 @@ def test_verify_of_a_tampered_read_only_bundle_never_writes(bundle: Path, keys, 
     before = _snapshot(bundle)
     assert problems_of(bundle, keys) == {("modified", tamper.CONFIG), ("extra", "model/pytorch_model.bin")}
     assert _snapshot(bundle) == before
+
+
+def _rewrite_manifest(bundle: Path, key, edit) -> None:
+    """Edit airpack.json, put its new hash into SHA256SUMS and sign that with ``key`` (a trusted builder)."""
+    doc = json.loads((bundle / "airpack.json").read_text())
+    edit(doc)
+    (bundle / "airpack.json").write_text(json.dumps(doc))
+    new = hashlib.sha256((bundle / "airpack.json").read_bytes()).hexdigest()
+    _rewrite_sums(bundle, key, lambda lines: [f"{new}  airpack.json\n" if ln.endswith("  airpack.json\n") else ln
+                                              for ln in lines])
+
+
+def _as_format_1(doc: dict, bundle: Path) -> None:
+    doc["formatVersion"] = 1
+    for f in doc["files"]:
+        if "chunks" in f:
+            size = f["chunks"]["size"]
+            data = (bundle / f["path"]).read_bytes()
+            f["chunks"] = {"size": size, "sha256": [hashlib.sha256(data[o:o + size]).hexdigest()
+                                                    for o in range(0, len(data), size)]}
+
+
+def test_a_format_1_bundle_still_verifies_chunk_by_chunk(bundle: Path, keys, ctx: tamper.Context) -> None:
+    _rewrite_manifest(bundle, keys.ecdsa.private, lambda doc: _as_format_1(doc, bundle))
+    vb = verify_bundle(bundle, [keys.ecdsa.public])
+    assert vb.manifest.format_version == 1
+    assert next(e for e in vb.manifest.files if e.path == tamper.BIG).chunks
+    tamper.chunk_changed(bundle, ctx)
+    assert problems_of(bundle, keys) == {("modified", tamper.BIG)}
+
+
+def test_a_signed_chain_value_that_is_wrong_fails(bundle: Path, keys) -> None:
+    """A builder bug (or a chain made for other bytes) cannot pass: the chunks must link up to the digest."""
+    def edit(doc: dict) -> None:
+        big = next(f for f in doc["files"] if f["path"] == tamper.BIG)
+        big["chunks"]["chain"][1] = hashlib.sha256(b"other").hexdigest()
+    _rewrite_manifest(bundle, keys.ecdsa.private, edit)
+    assert problems_of(bundle, keys) == {("modified", tamper.BIG)}
