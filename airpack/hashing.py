@@ -10,6 +10,7 @@ hashlib and the ctypes calls release the GIL while hashing, so plain threads sca
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
@@ -118,14 +119,23 @@ class DigestSink:
         return FileDigest(self._size, self._whole_hex, self._chunk_size, chain)
 
 
+class NotRegularFile(OSError):
+    """A path that must be a regular file is a link, a FIFO, a device or a folder."""
+
+
 def _open_regular(path: Path) -> int:
     """Open for reading without following a final symlink, and insist on a regular file."""
     # O_NONBLOCK: opening a FIFO for reading would otherwise block until a writer appears (no effect on files).
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-                 | getattr(os, "O_NONBLOCK", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            raise NotRegularFile(errno.ELOOP, f"{path}: not a regular file (a symbolic link)") from None
+        raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise OSError(f"{path}: not a regular file")
+        raise NotRegularFile(f"{path}: not a regular file")
     return fd
 
 

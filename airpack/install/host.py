@@ -14,7 +14,6 @@ with the same record as ``versions/<id>/state.json``; the functions here take th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -26,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airpack._fs import IO_BLOCK, atomic_write_bytes, fsync_dir
+from airpack._fs import atomic_write_bytes, fsync_dir
 from airpack.errors import InstallError, VerificationError
+from airpack.hashing import NotRegularFile, copy_and_hash
 from airpack.layout import MODEL_DIR, Entry
 
 STATE_FILE = "airpack-install.json"
@@ -35,7 +35,6 @@ STATE_VERSION = 1
 SECRETS_DIR = "secrets"
 API_KEY_FILE = f"{SECRETS_DIR}/api-key"
 DEPLOY_DIR = "deploy"
-BLOCK = IO_BLOCK  # see airpack._fs: larger writes are much slower on some VMs
 
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 
@@ -158,29 +157,20 @@ def read_api_key(path: Path) -> str:
 
 
 def _copy_one(src: Path, dst: Path, entry: Entry, progress: Callable[[int], None] | None) -> None:
-    """Copy ``src`` to ``dst`` hashing the bytes written; they must be the signed bytes (the medium may lie)."""
-    h = hashlib.sha256()
-    size = 0
-    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """Copy ``src`` to ``dst`` hashing the bytes written; they must be the signed bytes (the medium may lie).
+
+    The hash runs on a second thread from the same buffers (``copy_and_hash``), so the copy goes at the
+    slower of the disk and one core's SHA-256, not at their sum."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise VerificationError(f"{src}: not a regular file any more")
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         with dst.open("wb") as out:
-            while block := os.read(fd, BLOCK):
-                h.update(block)
-                out.write(block)
-                size += len(block)
-                if progress:
-                    progress(len(block))
+            got = copy_and_hash(src, out, progress=progress)
             out.flush()
             os.fsync(out.fileno())
-    finally:
-        os.close(fd)
-    if size != entry.size or h.hexdigest() != entry.sha256:
+    except NotRegularFile:
+        raise VerificationError(f"{src}: not a regular file any more") from None
+    if got.size != entry.size or got.sha256 != entry.sha256:
         raise VerificationError(
-            f"{src}: changed since it was verified (read {size} bytes, sha256 {h.hexdigest()[:12]}…; "
+            f"{src}: changed since it was verified (read {got.size} bytes, sha256 {got.sha256[:12]}…; "
             f"signed {entry.size} bytes, {entry.sha256[:12]}…)",
             hint="the medium or the file was modified after 'verify'; copy the bundle again and retry")
 

@@ -17,7 +17,7 @@ from airpack._fs import IO_BLOCK
 from airpack.errors import FetchError, InstallError, SourceError, VerificationError
 from airpack.hashing import DigestSink, FileDigest
 from airpack.lock import LockedImage
-from airpack.oci.archive import ArchiveEntry, docker_archive
+from airpack.oci.archive import ArchiveEntry, DockerArchive
 from airpack.oci.fetch import FetchedImage
 from airpack.oci.layout import OciLayout, ref_name
 from airpack.oci.manifest import (
@@ -218,16 +218,24 @@ def _load(layout: OciLayout, entries: list[ArchiveEntry], client: Any, progress:
     """Stream a docker-archive of ``entries`` to the engine's ``/images/load``."""
     failure: list[BaseException] = []
 
-    def body() -> Iterator[bytes]:
-        try:
-            yield from docker_archive(layout, entries, progress=progress)
-        except VerificationError as exc:
-            failure.append(exc)
-            raise
+    archive = DockerArchive(layout, entries, progress=progress)
+
+    class Body:
+        """The archive with its length (so it is not sent chunked), remembering our own verification error."""
+
+        def __len__(self) -> int:
+            return len(archive)
+
+        def __iter__(self) -> Iterator[bytes | memoryview]:
+            try:
+                yield from archive
+            except VerificationError as exc:
+                failure.append(exc)
+                raise
 
     load_errors: tuple[type[Exception], ...] = (VerificationError, *_load_errors())
     try:
-        for msg in client.api.load_image(body(), quiet=True) or ():
+        for msg in client.api.load_image(Body(), quiet=True) or ():
             if isinstance(msg, dict) and msg.get("error"):
                 raise InstallError(f"docker load failed: {msg['error']}")
     except InstallError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from pathlib import Path
 
@@ -99,6 +100,23 @@ def test_a_weight_changed_after_verify_fails_the_copy(tmp_path: Path) -> None:
     prefix.mkdir()
     with pytest.raises(VerificationError, match="changed since it was verified"):
         stage_weights(bundle, [entry], prefix)
+    assert not (prefix / ".model.partial").exists() and not (prefix / "model").exists()
+
+
+def test_a_weight_swapped_for_a_link_or_fifo_after_verify_fails_the_copy(tmp_path: Path) -> None:
+    bundle, entry = _bundle(tmp_path, b"weights" * 1000)
+    real = tmp_path / "elsewhere.bin"
+    real.write_bytes(b"weights" * 1000)  # the right bytes, but behind a link: still refused
+    (bundle / entry.path).unlink()
+    (bundle / entry.path).symlink_to(real)
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    with pytest.raises(VerificationError, match="not a regular file any more"):
+        stage_weights(bundle, [entry], prefix)
+    (bundle / entry.path).unlink()
+    os.mkfifo(bundle / entry.path)
+    with pytest.raises(VerificationError, match="not a regular file any more"):
+        stage_weights(bundle, [entry], prefix)  # and does not block on the FIFO
     assert not (prefix / ".model.partial").exists() and not (prefix / "model").exists()
 
 

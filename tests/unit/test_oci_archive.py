@@ -6,14 +6,16 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 
+import airpack.oci.archive
 from airpack.errors import VerificationError
 from airpack.lock import LockedImage
-from airpack.oci.archive import ArchiveEntry, docker_archive
+from airpack.oci.archive import ArchiveEntry, DockerArchive
 from airpack.oci.engine import airpack_tag, unloadable_layers
 from airpack.oci.layout import OciLayout, ref_name
 from airpack.oci.manifest import OCI_MANIFEST, Descriptor
@@ -61,7 +63,9 @@ def test_archive_layout_and_dedup(layout: tuple[OciLayout, list[LockedImage], by
     lay, images, shared = layout
     entries = [ArchiveEntry(lay.find(i), (airpack_tag(i), i.ref)) for i in images]
     seen: list[int] = []
-    data = b"".join(docker_archive(lay, entries, progress=seen.append))
+    archive = DockerArchive(lay, entries, progress=seen.append)
+    data = b"".join(bytes(block) for block in archive)  # copied: a yielded block is reused after the next one
+    assert len(archive) == len(data)  # sent as Content-Length: must be exact
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = tar.getnames()
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
@@ -86,7 +90,7 @@ def test_archive_detects_changed_bytes(layout: tuple[OciLayout, list[LockedImage
     raw = bytearray(path.read_bytes())
     raw[100] ^= 1  # same size, different bytes: as a medium that reads back differently
     path.write_bytes(bytes(raw))
-    stream = docker_archive(lay, entries)
+    stream = iter(DockerArchive(lay, entries))
     with pytest.raises(VerificationError, match="do not match"):
         for _ in stream:
             pass
@@ -98,7 +102,7 @@ def test_archive_detects_truncation(layout: tuple[OciLayout, list[LockedImage], 
     path = lay.blob_path("sha256:" + hashlib.sha256(shared).hexdigest())
     path.write_bytes(shared[:-10])
     with pytest.raises(VerificationError, match="early"):
-        b"".join(docker_archive(lay, entries))
+        b"".join(bytes(block) for block in DockerArchive(lay, entries))
 
 
 def test_find_checks_config(layout: tuple[OciLayout, list[LockedImage], bytes]) -> None:
@@ -113,3 +117,19 @@ def test_unloadable_layers() -> None:
     gz = "application/vnd.oci.image.layer.v1.tar+gzip"
     assert unloadable_layers([zstd, gz], "20.10.24+dfsg1") == [zstd]
     assert unloadable_layers([zstd, gz], "25.0.3") == []
+
+
+def test_large_blobs_stream_through_reused_buffers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks alternate between two buffers: each is right when it is consumed, the whole equals the blob."""
+    monkeypatch.setattr(airpack.oci.archive, "BLOCK", 4096)
+    lay = OciLayout.create(tmp_path / "layout")
+    layer, _ = _layer("data", os.urandom(50_000))
+    img = _image(lay, "reg.example/a/big:1", [layer])
+    archive = DockerArchive(lay, [ArchiveEntry(lay.find(img), ("x:1",))])
+    blocks = [bytes(b) for b in archive]
+    assert sum(map(len, blocks)) == len(archive)
+    data = b"".join(blocks)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        got = tar.extractfile(f"{hashlib.sha256(layer).hexdigest()}/layer.tar").read()  # type: ignore[union-attr]
+    assert got == layer
+    assert len([b for b in blocks if len(b) == 4096]) >= 12  # it really went through 4 KiB blocks
