@@ -227,8 +227,14 @@ def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", help="Pri
 def _verify_impl(bundle: Path, keys: list[Path], progress: bool) -> dict[str, Any]:
     from airpack.signing import load_public_key  # noqa: PLC0415
     from airpack.verify import verify_bundle  # noqa: PLC0415
+    from airpack.volumes import is_volume, verify_volume  # noqa: PLC0415
 
     pubs = [load_public_key(k) for k in keys]
+    if is_volume(bundle):
+        with _reporter(progress) as reporter:
+            vr = verify_volume(bundle, pubs, reporter=reporter)
+        return {"bundle": str(bundle), "name": vr.name, "version": vr.version, "volume": vr.index,
+                "count": vr.count, "key_fingerprint": vr.key_fingerprint, "files": vr.pieces, "bytes": vr.bytes}
     with _reporter(progress) as reporter:
         vb = verify_bundle(bundle, pubs, reporter=reporter)
     return {"bundle": str(bundle), "name": vb.manifest.name, "version": vb.manifest.version,
@@ -241,10 +247,73 @@ def verify(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
     """Prove every byte of the bundle is what the trusted key signed. Exit 3 when it is not."""
 
     def render(r: dict[str, Any]) -> None:
-        err.print(f"OK {r['name']} {r['version']}: {r['files']} files, {r['bytes'] / 1e6:.1f} MB, "
+        what = f"volume {r['volume']} of {r['count']}, {r['files']} pieces" if "volume" in r else f"{r['files']} files"
+        err.print(f"OK {r['name']} {r['version']}: {what}, {r['bytes'] / 1e6:.1f} MB, "
                   f"signed by {r['key_fingerprint']}", markup=False)
 
     _run("verify", as_json, lambda: _verify_impl(bundle, key, not as_json), render)
+
+
+def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str, max_file: str | None, only: int | None,
+                progress: bool) -> dict[str, Any]:
+    from airpack.signing import load_public_key  # noqa: PLC0415
+    from airpack.volumes import parse_size, split_bundle  # noqa: PLC0415
+
+    pubs = [load_public_key(k) for k in keys]
+    capacity, cap = parse_size(size), parse_size(max_file) if max_file else None
+    with _reporter(progress) as reporter:
+        vols = split_bundle(bundle, pubs, out, capacity, max_file=cap, only=only,
+                            reporter=reporter)
+    written = [v for v in vols if only is None or v.index == only]
+    return {"out": str(out), "count": len(vols),
+            "volumes": [{"index": v.index, "folder": str(out / v.folder_name), "pieces": len(v.pieces),
+                         "bytes": sum(p.length for p in v.pieces)} for v in written]}
+
+
+@app.command()
+def split(bundle: BundleArg, key: PubKeyOpt,
+          out: Annotated[Path, typer.Option("--out", help="Folder to write the volume folders into.")],
+          size: Annotated[str, typer.Option("--size", help="Capacity of one volume: 32GB (10^9), 4GiB, 700MB.")],
+          max_file: Annotated[str | None, typer.Option(
+              "--max-file", help="Largest file on the media, e.g. 4095MiB for FAT32.")] = None,
+          volume: Annotated[int | None, typer.Option("--volume", help="Write only volume N (e.g. straight onto "
+                                                     "the mounted medium).")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Split a verified bundle into volumes for removable media; each can be verified on its own."""
+    def render(r: dict[str, Any]) -> None:
+        for v in r["volumes"]:
+            err.print(f"volume {v['index']} of {r['count']}: {v['folder']} ({v['pieces']} files, "
+                      f"{v['bytes'] / 1e9:.2f} GB)", markup=False)
+
+    _run("split", as_json, lambda: _split_impl(bundle, key, out, size, max_file, volume, not as_json), render)
+
+
+def _join_impl(volumes: list[Path], keys: list[Path], out: Path, progress: bool) -> dict[str, Any]:
+    from airpack.signing import load_public_key  # noqa: PLC0415
+    from airpack.volumes import join_volumes  # noqa: PLC0415
+
+    pubs = [load_public_key(k) for k in keys]
+    with _reporter(progress) as reporter:
+        r = join_volumes(volumes, pubs, out, reporter=reporter)
+    return {"out": str(r.out), "complete": r.complete, "volumes": list(r.volumes_seen), "count": r.count,
+            "missing": list(r.missing), "added_bytes": r.added_bytes}
+
+
+@app.command()
+def join(volumes: Annotated[list[Path], typer.Argument(help="Volume folders (any order; more in later runs).",
+                                                       show_default=False)],
+         key: PubKeyOpt,
+         out: Annotated[Path, typer.Option("--out", help="The bundle folder to assemble.")],
+         as_json: JsonOpt = False) -> None:
+    """Join volumes into the bundle, checking every piece as it is copied; resumable, one medium at a time."""
+    def render(r: dict[str, Any]) -> None:
+        if r["complete"]:
+            err.print(f"complete: {r['out']} (now 'airpack install' it)", markup=False)
+        else:
+            err.print(f"have volume(s) {', '.join(map(str, r['volumes']))} of {r['count']}; still needed: "
+                      f"{', '.join(map(str, r['missing']))} (rerun 'airpack join' with them)", markup=False)
+
+    _run("join", as_json, lambda: _join_impl(volumes, key, out, not as_json), render)
 
 
 @app.command()

@@ -175,6 +175,8 @@ class RangeCheck:
     ``start`` None: a fresh SHA-256 over the range, finalised (a whole file, or a format-1 chunk digest).
     ``start`` a chaining value (or None at offset 0) with ``final`` False: the state after the range must be
     the chaining value ``expect``; with ``final`` True the finished digest must be ``expect``.
+    ``base``: the file offset at which ``path`` starts (a piece of a file split across volumes), so the bytes
+    are read at ``offset - base`` of ``path``.
     """
 
     path: Path
@@ -184,6 +186,19 @@ class RangeCheck:
     expect: str
     start: str | None = None
     final: bool = True
+    base: int = 0
+
+    def hasher(self) -> hashlib._Hash | Sha256State:
+        """A fresh hasher for this range (``hashlib`` where no chaining value is involved)."""
+        return hashlib.sha256() if self.start is None and self.final else Sha256State(self.start, self.offset)
+
+    def matches(self, h: hashlib._Hash | Sha256State, hashed: int) -> bool:
+        """Whether ``h``, fed ``hashed`` bytes of the range, ended where the signed data says."""
+        if hashed != self.length:
+            return False
+        if isinstance(h, Sha256State) and not self.final:
+            return h.chain() == self.expect
+        return h.hexdigest() == self.expect
 
 
 def chain_checks(path: Path, key: str, size: int, sha256: str, chunk_size: int,
@@ -201,15 +216,14 @@ def chain_checks(path: Path, key: str, size: int, sha256: str, chunk_size: int,
     return jobs
 
 
-def _hash_range(job: RangeCheck, progress: Progress | None) -> str:
+def _hash_range(job: RangeCheck, progress: Progress | None) -> bool:
     fd = _open_regular(job.path)
     try:
         _advise_sequential(fd)
-        plain = job.start is None and job.final
-        h: hashlib._Hash | Sha256State = hashlib.sha256() if plain else Sha256State(job.start, job.offset)
+        h = job.hasher()
         buf = bytearray(BLOCK_SIZE)
         view = memoryview(buf)
-        pos, end = job.offset, job.offset + job.length
+        pos, end = job.offset - job.base, job.offset - job.base + job.length
         while pos < end:
             n = os.preadv(fd, [view[: min(BLOCK_SIZE, end - pos)]], pos)
             if n == 0:
@@ -218,9 +232,7 @@ def _hash_range(job: RangeCheck, progress: Progress | None) -> str:
             pos += n
             if progress:
                 progress(n)
-        if isinstance(h, Sha256State) and not job.final:
-            return h.chain() if pos == end else ""
-        return h.hexdigest()
+        return job.matches(h, job.length - (end - pos))
     finally:
         os.close(fd)
 
@@ -238,7 +250,7 @@ def check_ranges(
 
     def run(job: RangeCheck) -> None:
         try:
-            ok = _hash_range(job, progress) == job.expect
+            ok = _hash_range(job, progress)
         except OSError:
             ok = False
         if not ok:

@@ -25,6 +25,7 @@ from airpack.layout import (
     SIGNATURE,
     SUMS,
     UNLISTED,
+    Entry,
     Manifest,
     parse_sums,
 )
@@ -184,20 +185,55 @@ def _check_files(bundle: Path, listed: dict[str, str], manifest: Manifest | None
             problems.append(Problem("modified", rel, f"size {size} bytes, signed size {entry.size}"))
             continue
         total += size
-        if entry is not None and entry.chain and entry.sha256 == sha:
-            jobs.extend(chain_checks(bundle / rel, rel, size, sha, entry.chunk_size, entry.chain))
-        elif entry is not None and entry.chunks and entry.sha256 == sha:  # format 1: a digest per chunk
-            for i, digest in enumerate(entry.chunks):
-                off = i * entry.chunk_size
-                jobs.append(RangeCheck(bundle / rel, rel, off, min(entry.chunk_size, size - off), digest))
-        else:
-            jobs.append(RangeCheck(bundle / rel, rel, 0, size, sha))
+        jobs.extend(checks_for(bundle / rel, rel, size, sha, entry))
     advance = reporter.task("verifying", total)
     results = check_ranges(jobs, workers=workers, progress=advance)
     reporter.done(advance)
     problems.extend(Problem("modified", rel, "content does not match its signed sha256")
                     for rel, ok in sorted(results.items()) if not ok)
     return total
+
+
+def checks_for(path: Path, rel: str, size: int, sha: str, entry: Entry | None) -> list[RangeCheck]:
+    """The jobs that prove the file ``rel`` (``size`` bytes, signed ``sha``): per chunk where the inventory
+    gives chaining values (format 2) or chunk digests (format 1), else one for the whole file."""
+    if entry is not None and entry.chain and entry.sha256 == sha:
+        return chain_checks(path, rel, size, sha, entry.chunk_size, entry.chain)
+    if entry is not None and entry.chunks and entry.sha256 == sha:  # format 1: a digest per chunk
+        return [RangeCheck(path, rel, off, min(entry.chunk_size, size - off), digest)
+                for off, digest in zip(range(0, size, entry.chunk_size), entry.chunks, strict=False)]
+    return [RangeCheck(path, rel, 0, size, sha)]
+
+
+@dataclass(frozen=True)
+class SignedRoot:
+    """The signed top of a bundle or of one of its volumes: the exact ``SHA256SUMS`` a trusted key signed,
+    its entries, and the manifest they vouch for (its hash checked before it was parsed)."""
+
+    sums: bytes
+    key_fingerprint: str
+    listed: dict[str, str]
+    manifest: Manifest
+
+    @property
+    def sums_sha256(self) -> str:
+        return sha256_bytes(self.sums)
+
+
+def signed_root(folder: Path, keys: Sequence[PublicKey]) -> SignedRoot:
+    """Check the signature and read ``SHA256SUMS`` and ``airpack.json`` of ``folder``; nothing else."""
+    if not keys:
+        raise VerificationError("no trusted public key given")
+    sums, fpr = _check_signature(folder, keys)
+    problems: list[Problem] = []
+    listed = _listed(sums, problems)
+    manifest = _load_manifest(folder, listed, problems)
+    if manifest is None and not problems:
+        problems.append(Problem("modified", MANIFEST, "content does not match its signed sha256"))
+    if problems or manifest is None:
+        first = problems[0]
+        raise VerificationError(f"{folder}: {first.kind} {first.path}: {first.detail}", problems=tuple(problems))
+    return SignedRoot(sums, fpr, listed, manifest)
 
 
 def verify_bundle(bundle: Path, keys: Sequence[PublicKey], *, workers: int | None = None,

@@ -1,0 +1,503 @@
+"""A bundle split into volumes for removable media, each checkable on its own, and joined back on the target.
+
+A volume is a folder meant for one medium::
+
+    airpack-volume.json        which pieces of which bundle files this volume holds (volume i of n)
+    SHA256SUMS, SHA256SUMS.sig the bundle's signed root, in every volume ...
+    airpack.json               ... with the manifest it vouches for
+    <path>                     a bundle file held whole, at its own path (usable without joining)
+    <path>.part<k>             piece k of a file split across volumes (or capped by ``max_file``, e.g. FAT32)
+
+``airpack-volume.json`` is not signed and needs not be: every piece is checked against the signed root, a
+whole file against its line in ``SHA256SUMS``, a piece of a large file chunk by chunk against the SHA-256
+chaining values of ``airpack.json`` (pieces start and end on chunk boundaries, so each is provable alone).
+A volume is checked when it is written, when ``airpack verify`` is pointed at it, and while ``join`` copies it.
+
+Files are split only where they must be: a file that fits the space left in a volume is kept whole, a small
+file that does not fit starts the next volume, and a large (chunked) file fills the rest of the volume and
+continues on the next one. ``join`` takes volumes in any order and one at a time (one USB disk mounted after the
+other), remembers what it has, refuses a volume of another bundle or build, says which volumes are still
+missing, and publishes the bundle at ``--out`` with one rename once every byte is in. Source volumes are never
+modified or deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from airpack._fs import atomic_write_bytes, fsync_dir, path_problem
+from airpack.errors import UsageError, VerificationError
+from airpack.hashing import BLOCK_SIZE, NotRegularFile, RangeCheck, check_ranges
+from airpack.layout import MANIFEST, SIGNATURE, SUMS
+from airpack.progress import Reporter, Silent
+from airpack.signing import PublicKey
+from airpack.verify import SignedRoot, checks_for, signed_root
+
+VOLUME_FILE = "airpack-volume.json"
+VOLUME_FORMAT = "airpack-volume"
+VOLUME_FORMAT_VERSION = 1
+ROOT_FILES = (SUMS, SIGNATURE, MANIFEST)
+MAX_VOLUME_FILE_BYTES = 64 * 1024 * 1024
+_PART = re.compile(r"^(.+)\.part(\d{3,})$")
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Bytes ``[offset, offset+length)`` of the bundle file ``file`` (``size`` bytes), stored as ``name``."""
+
+    file: str
+    offset: int
+    length: int
+    size: int
+    name: str
+
+    @property
+    def whole(self) -> bool:
+        return self.offset == 0 and self.length == self.size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "offset": self.offset, "length": self.length, "size": self.size,
+                "name": self.name}
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One volume: its number, how many there are, and the pieces it holds."""
+
+    index: int
+    count: int
+    name: str
+    version: str
+    sums_sha256: str
+    pieces: tuple[Piece, ...]
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.name}-{self.version}.vol{self.index}of{self.count}"
+
+    def to_json(self) -> bytes:
+        doc = {"format": VOLUME_FORMAT, "formatVersion": VOLUME_FORMAT_VERSION,
+               "bundle": {"name": self.name, "version": self.version, "sums": self.sums_sha256},
+               "volume": self.index, "count": self.count, "pieces": [p.to_dict() for p in self.pieces]}
+        return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> Volume:
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != VOLUME_FORMAT:
+                raise ValueError("not an airpack volume")
+            if doc.get("formatVersion") != VOLUME_FORMAT_VERSION:
+                raise ValueError(f"volume format {doc.get('formatVersion')!r} is not one this airpack reads")
+            pieces = tuple(Piece(str(p["file"]), int(p["offset"]), int(p["length"]), int(p["size"]),
+                                 str(p["name"])) for p in doc["pieces"])
+            bundle = doc["bundle"]
+            return cls(int(doc["volume"]), int(doc["count"]), str(bundle["name"]), str(bundle["version"]),
+                       str(bundle["sums"]), pieces)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise VerificationError(f"{where}: unreadable {VOLUME_FILE}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------- planning
+
+def parse_size(text: str) -> int:
+    """``32GB`` (10^9, as disks are sold), ``4GiB`` (2^30), ``700M``, ``4095MiB`` or plain bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", text, flags=re.IGNORECASE)
+    if not m:
+        raise UsageError(f"size {text!r} is not a size", hint="e.g. 32GB, 4GiB, 700MB or a number of bytes")
+    number, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
+    power = "KMGT".find(unit) + 1 if unit else 0
+    return int(number * (1024 if binary else 1000) ** power)
+
+
+def plan_volumes(root: SignedRoot, capacity: int, *, max_file: int | None = None) -> list[Volume]:
+    """Assign every signed file (the root files aside) to volumes of at most ``capacity`` bytes each."""
+    manifest = root.manifest
+    entries = {e.path: e for e in manifest.files}
+    root_bytes = len(root.sums) + 4096 + entries[MANIFEST].size if MANIFEST in entries else len(root.sums) + 4096
+    reserve = root_bytes + 64 * 1024 + 320 * len(root.listed)  # the volume file: every piece's line, bounded
+    room = capacity - reserve
+    if room <= 0:
+        raise UsageError(f"a volume of {capacity} bytes cannot even hold the bundle's signed root "
+                         f"(~{reserve} bytes)")
+    piece_cap = max_file if max_file else capacity
+    volumes: list[list[Piece]] = [[]]
+    free = room
+    for rel in sorted((p for p in root.listed if p != MANIFEST), key=str.encode):
+        entry = entries.get(rel)
+        size = entry.size if entry else 0
+        chunk = entry.chunk_size if entry and (entry.chain or entry.chunks) else 0
+        offset, part = 0, 0
+        while True:
+            left = size - offset
+            if offset == 0 and left <= min(free, piece_cap):
+                volumes[-1].append(Piece(rel, 0, size, size, rel))
+                free -= size
+                break
+            if offset and left <= min(free, piece_cap):
+                part += 1
+                volumes[-1].append(Piece(rel, offset, left, size, f"{rel}.part{part:03d}"))
+                free -= left
+                break
+            take = (min(free, piece_cap) // chunk) * chunk if chunk else 0
+            if take > 0:
+                part += 1
+                volumes[-1].append(Piece(rel, offset, take, size, f"{rel}.part{part:03d}"))
+                offset += take
+                free -= take
+                continue
+            if not volumes[-1]:
+                why = ("it has no chunk chain to split it by" if not chunk else
+                       f"less than one {chunk}-byte chunk fits")
+                raise UsageError(f"{rel} ({size} bytes) does not fit in a volume of {capacity} bytes "
+                                 f"(max file {piece_cap}) and cannot be split: {why}")
+            volumes.append([])
+            free = room
+    if not volumes[-1] and len(volumes) > 1:
+        volumes.pop()
+    count = len(volumes)
+    out = [Volume(i + 1, count, manifest.name, manifest.version, root.sums_sha256, tuple(pieces))
+           for i, pieces in enumerate(volumes)]
+    for vol in out:
+        names = [p.name for p in vol.pieces]
+        clash = {n.casefold() for n in names if names.count(n) > 1} | (
+            {n.casefold() for n in names} & {r.casefold() for r in (*ROOT_FILES, VOLUME_FILE)})
+        if clash:
+            raise UsageError(f"volume {vol.index}: two pieces would share a name ({min(clash)})")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ checking
+
+def piece_checks(piece: Piece, path: Path, root: SignedRoot) -> list[RangeCheck]:
+    """The jobs proving the bytes of ``piece`` (stored at ``path``) against the signed root.
+
+    Empty when the piece cannot be proved alone (it does not start and end on the file's chunk boundaries,
+    or the file has no per-chunk data): the joined file is then checked whole.
+    """
+    entry = next((e for e in root.manifest.files if e.path == piece.file), None)
+    sha = root.listed[piece.file]
+    jobs = checks_for(path, piece.file, piece.size, sha, entry)
+    end = piece.offset + piece.length
+    mine = [replace(j, base=piece.offset) for j in jobs if piece.offset <= j.offset < end or (j.length == 0 == end)]
+    covered = sum(j.length for j in mine)
+    if covered != piece.length or any(j.offset + j.length > end for j in mine):
+        return []
+    return mine
+
+
+def _validate(vol: Volume, root: SignedRoot, where: str) -> None:
+    """The volume file must describe pieces of signed files, with safe, expected names."""
+    if vol.sums_sha256 != root.sums_sha256:
+        raise VerificationError(f"{where}: {VOLUME_FILE} names another bundle than the signed root beside it")
+    if not 1 <= vol.index <= vol.count:
+        raise VerificationError(f"{where}: volume {vol.index} of {vol.count} is not a valid number")
+    for p in vol.pieces:
+        if p.file not in root.listed or p.file == MANIFEST:
+            raise VerificationError(f"{where}: piece {p.name!r} is of a file the bundle does not list")
+        entry = next((e for e in root.manifest.files if e.path == p.file), None)
+        if entry is None or entry.size != p.size or not (0 <= p.offset and 0 <= p.length
+                                                         and p.offset + p.length <= p.size):
+            raise VerificationError(f"{where}: piece {p.name!r} does not fit its file")
+        m = _PART.match(p.name)
+        if path_problem(p.name) or not (p.name == p.file if p.whole else (m and m.group(1) == p.file)):
+            raise VerificationError(f"{where}: piece name {p.name!r} is not what airpack writes")
+
+
+def _read_volume(folder: Path, keys: Sequence[PublicKey]) -> tuple[Volume, SignedRoot]:
+    try:
+        st = folder.lstat()
+    except FileNotFoundError:
+        raise VerificationError(f"{folder}: no such volume") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise VerificationError(f"{folder}: not a volume folder (a symlink or a file)")
+    root = signed_root(folder, keys)
+    try:
+        fd = os.open(folder / VOLUME_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        raise VerificationError(f"{folder}: no {VOLUME_FILE}: not a volume of a split bundle") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise VerificationError(f"{folder}: {VOLUME_FILE} is not a regular file")
+        data = fh.read(MAX_VOLUME_FILE_BYTES + 1)
+    vol = Volume.from_json(data, str(folder))
+    _validate(vol, root, str(folder))
+    return vol, root
+
+
+def is_volume(folder: Path) -> bool:
+    return (folder / VOLUME_FILE).is_file()
+
+
+def _structure_problems(folder: Path, vol: Volume) -> list[str]:
+    """Anything in the folder that is not a regular file the volume names (links, devices, strays)."""
+    expected = {p.name for p in vol.pieces} | {*ROOT_FILES, VOLUME_FILE}
+    found = _walk_names(folder)
+    problems = [f"{rel}: {'not a regular file' if not stat.S_ISREG(mode) else 'not part of the volume'}"
+                for rel, mode in sorted(found.items()) if rel not in expected or not stat.S_ISREG(mode)]
+    problems += [f"{name}: missing" for name in sorted(expected - set(found))]
+    return problems
+
+
+def _walk_names(folder: Path) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for dirpath, dirs, files in os.walk(folder, followlinks=False):
+        for name in files + dirs:
+            full = Path(dirpath) / name
+            mode = full.lstat().st_mode
+            if not stat.S_ISDIR(mode):
+                found[full.relative_to(folder).as_posix()] = mode
+        dirs[:] = [d for d in dirs if not (Path(dirpath) / d).is_symlink()]
+    return found
+
+
+@dataclass(frozen=True)
+class VolumeReport:
+    index: int
+    count: int
+    name: str
+    version: str
+    pieces: int
+    bytes: int
+    key_fingerprint: str
+
+
+def verify_volume(folder: Path, keys: Sequence[PublicKey], *, reporter: Reporter | None = None) -> VolumeReport:
+    """Check one volume on its own: signed root, every piece against it, nothing else in the folder."""
+    vol, root = _read_volume(folder, keys)
+    problems = _structure_problems(folder, vol)
+    jobs: list[RangeCheck] = []
+    for piece in vol.pieces:
+        checks = piece_checks(piece, folder / piece.name, root)
+        if not checks:
+            problems.append(f"{piece.name}: cannot be checked on its own (not on chunk boundaries)")
+        jobs.extend(replace(j, key=piece.name) for j in checks)
+    reporter = reporter or Silent()
+    advance = reporter.task("verifying volume", sum(j.length for j in jobs))
+    results = check_ranges(jobs, progress=advance)
+    reporter.done(advance)
+    problems.extend(f"{name}: does not match the signed bundle" for name, ok in sorted(results.items()) if not ok)
+    if problems:
+        raise VerificationError(f"{folder}: volume {vol.index} of {vol.count} failed: {len(problems)} problem"
+                                f"{'s' if len(problems) != 1 else ''} (first: {problems[0]})")
+    return VolumeReport(vol.index, vol.count, vol.name, vol.version, len(vol.pieces),
+                        sum(p.length for p in vol.pieces), root.key_fingerprint)
+
+
+# ------------------------------------------------------------------------------------------ copying a piece
+
+def _copy_piece(src: Path, src_base: int, dst_fd: int, dst_base: int, piece: Piece, checks: list[RangeCheck],
+                progress: Progress | None) -> bool:
+    """Copy the piece's bytes from ``src`` to ``dst_fd``, hashing them as they pass; whether all checks passed.
+
+    File offset ``o`` of the bundle file is at ``o - src_base`` in ``src`` and ``o - dst_base`` in the
+    destination (split: from the bundle file into a piece file; join: from a piece file into the bundle file).
+    Without checks (a piece not provable alone) the bytes are copied and proven later with the whole file.
+    """
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(f"{src}: not a regular file")
+        if st.st_size < piece.offset + piece.length - src_base:
+            return False
+        spans = checks or [RangeCheck(src, piece.name, piece.offset, piece.length, "")]
+        view = memoryview(bytearray(BLOCK_SIZE))
+        ok = True
+        for job in spans:
+            h = job.hasher()
+            pos, end = job.offset, job.offset + job.length
+            while pos < end:
+                n = os.preadv(fd, [view[: min(BLOCK_SIZE, end - pos)]], pos - src_base)
+                if n == 0:
+                    return False
+                h.update(view[:n])
+                written = 0
+                while written < n:
+                    written += os.pwrite(dst_fd, view[written:n], pos - dst_base + written)
+                pos += n
+                if progress:
+                    progress(n)
+            ok = ok and (not checks or job.matches(h, job.length))
+        return ok
+    finally:
+        os.close(fd)
+
+
+def split_bundle(bundle: Path, keys: Sequence[PublicKey], out: Path, capacity: int, *,
+                 max_file: int | None = None, only: int | None = None,
+                 reporter: Reporter | None = None) -> list[Volume]:
+    """Write the volumes of ``bundle`` into ``out`` (each folder appears whole, with one rename)."""
+    root = signed_root(bundle, keys)
+    volumes = plan_volumes(root, capacity, max_file=max_file)
+    if only is not None and not 1 <= only <= len(volumes):
+        raise UsageError(f"--volume {only}: this split has {len(volumes)} volume(s)")
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [v for v in volumes if only is None or v.index == only]
+    reporter = reporter or Silent()
+    progress = reporter.task("writing volumes", sum(p.length for v in todo for p in v.pieces))
+    for vol in todo:
+        final = out / vol.folder_name
+        if final.exists():
+            raise UsageError(f"{final} already exists", hint="remove it or write to another folder")
+        stage = out / f".{vol.folder_name}.partial"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        try:
+            for name in ROOT_FILES:
+                shutil.copyfile(bundle / name, stage / name, follow_symlinks=False)
+            for piece in vol.pieces:
+                dst = stage / piece.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                checks = piece_checks(piece, bundle / piece.file, root)
+                with dst.open("wb") as fh:
+                    ok = _copy_piece(bundle / piece.file, 0, fh.fileno(), piece.offset, piece, checks, progress)
+                    os.fsync(fh.fileno())
+                if not ok:
+                    raise VerificationError(f"{bundle / piece.file}: does not match the signed bundle",
+                                            hint="run 'airpack verify' on the bundle")
+            atomic_write_bytes(stage / VOLUME_FILE, vol.to_json())
+            stage.replace(final)
+            fsync_dir(out)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+    reporter.done(progress)
+    return volumes
+
+
+# -------------------------------------------------------------------------------------------------- joining
+
+@dataclass(frozen=True)
+class JoinResult:
+    out: Path
+    complete: bool
+    volumes_seen: tuple[int, ...]
+    count: int
+    missing: tuple[int, ...]
+    added_bytes: int
+
+
+def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, *,
+                 reporter: Reporter | None = None) -> JoinResult:
+    """Add the pieces of ``volumes`` to the bundle being joined at ``out``; publish it once complete.
+
+    Resumable and idempotent: a staging folder beside ``out`` keeps the pieces already in (one JSON state,
+    replaced atomically after each piece), so volumes can come one run at a time and a pulled disk costs only
+    the piece being copied.
+    """
+    if out.exists():
+        raise UsageError(f"{out} already exists", hint="join into a new folder")
+    stage = out.parent / f".{out.name}.airpack-join"
+    state_path = stage / "state.json"
+    state: dict[str, Any] = {}
+    if state_path.is_file():
+        with contextlib.suppress(ValueError):
+            state = json.loads(state_path.read_text())
+    done: set[tuple[str, int, int]] = {(str(f), int(o), int(n)) for f, o, n in state.get("done", ())}
+    seen: set[int] = set(state.get("volumes", ()))
+    unchecked: set[str] = set(state.get("unchecked", ()))
+    added = 0
+    root: SignedRoot | None = None
+    count = int(state.get("count", 0))
+    read = [(folder, *_read_volume(folder, keys)) for folder in volumes]  # every volume is checked first
+    for folder, vol, _ in read:
+        if problems := _structure_problems(folder, vol):
+            raise VerificationError(f"{folder}: volume {vol.index} of {vol.count}: {problems[0]}")
+    reporter = reporter or Silent()
+    progress = reporter.task("joining", sum(p.length for _, vol, _ in read for p in vol.pieces
+                                            if (p.file, p.offset, p.length) not in done))
+    for folder, vol, vroot in read:
+        if state.get("sums") not in (None, vroot.sums_sha256) or (state and vol.count != count):
+            raise VerificationError(f"{folder}: volume of another bundle or build than the one being joined "
+                                    f"at {out}", hint=f"finish that join, or remove {stage} to start over")
+        if not state:
+            stage.mkdir(parents=True, exist_ok=True)
+            (stage / "bundle").mkdir(exist_ok=True)
+            for name in ROOT_FILES:
+                shutil.copyfile(folder / name, stage / "bundle" / name, follow_symlinks=False)
+            state = {"sums": vroot.sums_sha256, "count": vol.count}
+            count = vol.count
+        root = vroot
+        for piece in vol.pieces:
+            key = (piece.file, piece.offset, piece.length)
+            if key in done:
+                continue
+            dst = stage / "bundle" / piece.file
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            checks = piece_checks(piece, folder / piece.name, vroot)
+            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                if os.fstat(fd).st_size != piece.size:
+                    os.ftruncate(fd, piece.size)
+                ok = _copy_piece(folder / piece.name, piece.offset, fd, 0, piece, checks, progress)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if not ok:
+                raise VerificationError(f"{folder / piece.name}: does not match the signed bundle",
+                                        hint="this medium returned other bytes; copy that volume again")
+            if not checks:
+                unchecked.add(piece.file)
+            done.add(key)
+            added += piece.length
+            state.update(done=sorted(done), volumes=sorted(seen | {vol.index}), unchecked=sorted(unchecked))
+            atomic_write_bytes(state_path, json.dumps(state).encode())
+        seen.add(vol.index)
+        state.update(volumes=sorted(seen))
+        atomic_write_bytes(state_path, json.dumps(state).encode())
+    reporter.done(progress)
+    if root is None:
+        root = signed_root(stage / "bundle", keys)
+    missing = _missing(root, done)
+    complete = not missing
+    if complete:
+        _finish(stage, root, unchecked, out)
+    missing_vols = tuple(i for i in range(1, count + 1) if i not in seen) if not complete else ()
+    return JoinResult(out, complete, tuple(sorted(seen)), count, missing_vols, added)
+
+
+def _missing(root: SignedRoot, done: set[tuple[str, int, int]]) -> list[str]:
+    """Files of the bundle not yet fully covered by joined pieces."""
+    sizes = {e.path: e.size for e in root.manifest.files}
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for file, off, length in done:
+        by_file.setdefault(file, []).append((off, length))
+    out = []
+    for rel in root.listed:
+        if rel == MANIFEST:
+            continue
+        pos = 0
+        for off, length in sorted(by_file.get(rel, [])):
+            if off > pos:
+                break
+            pos = max(pos, off + length)
+        if pos < sizes.get(rel, 0) or rel not in by_file:
+            out.append(rel)
+    return out
+
+
+def _finish(stage: Path, root: SignedRoot, unchecked: set[str], out: Path) -> None:
+    bundle = stage / "bundle"
+    if unchecked:
+        entries = {e.path: e for e in root.manifest.files}
+        jobs = [j for rel in sorted(unchecked)
+                for j in checks_for(bundle / rel, rel, entries[rel].size, root.listed[rel], entries.get(rel))]
+        bad = [k for k, ok in check_ranges(jobs).items() if not ok]
+        if bad:
+            raise VerificationError(f"{bad[0]}: joined bytes do not match the signed bundle",
+                                    hint=f"remove {stage} and join the volumes again")
+    bundle.replace(out)
+    fsync_dir(out.parent)
+    shutil.rmtree(stage, ignore_errors=True)
