@@ -7,6 +7,8 @@ posix_fadvise(DONTNEED) before each cold run):
 
   build   airpack build (copy + hash + sign)         vs  cp -r + sha256sum (what people script today)
   verify  airpack verify                              vs  openssl dgst -sha256 <files>  and  sha256sum -c
+  split   airpack split into 2 volumes (warm)         vs  tar cf - | split -b
+  join    airpack join (warm)                         vs  cat parts | tar xf - && sha256sum -c
 
 and prints seconds, GB/s, the ratios and each command. Peak RSS of airpack comes from getrusage.
 No result is cached: every run hashes every byte.
@@ -89,7 +91,7 @@ def main() -> None:
     root: Path = args.dir
     airpack = f"{sys.executable} -m airpack"
     make_data(root, args.gib)
-    for d in ("bundle", "copy", "keys"):
+    for d in ("bundle", "copy", "keys", "vols", "joined", "parts", "untar"):
         shutil.rmtree(root / d, ignore_errors=True)
     subprocess.run(f"{airpack} keygen --out keys", shell=True, cwd=root, check=True, capture_output=True)
     size = sum(p.stat().st_size for p in all_files(root / "model"))
@@ -124,6 +126,24 @@ def main() -> None:
         ):
             results.setdefault(key, {})[cold] = run(label, cmd, cold, files, cwd=bundle)
 
+    # volumes for media smaller than the bundle (warm): airpack split / join (each piece checked against the
+    # signature) vs what people script: tar | split -b, then cat | tar x and sha256sum -c on the far side.
+    for d in ("vols", "joined", "parts", "untar"):
+        shutil.rmtree(root / d, ignore_errors=True)
+    (root / "parts").mkdir()
+    (root / "untar").mkdir()
+    vol_size = f"{int(size / 2 + 64 * MIB)}"
+    vols_cmd = f"{airpack} split bundle --key keys/airpack.pub --size {vol_size} --out vols"
+    split_cmd = f"tar cf - bundle | split -b {vol_size} - parts/bundle.tar."
+    results["split"] = {False: run("split  airpack split (2 volumes)", vols_cmd, False, files)}
+    results["tarsplit"] = {False: run("split  tar | split -b", split_cmd, False, files)}
+    vol_dirs = " ".join(f"vols/{p.name}" for p in sorted((root / "vols").iterdir()))
+    join_cmd = f"{airpack} join {vol_dirs} --key keys/airpack.pub --out joined"
+    untar_cmd = "cat parts/bundle.tar.* | tar xf - -C untar && cd untar/bundle && sha256sum --strict -c SHA256SUMS"
+    results["join"] = {False: run("join   airpack join", join_cmd, False, all_files(root / "vols"))}
+    results["untar"] = {False: run("join   cat | tar x + sha256sum -c", untar_cmd, False,
+                                   all_files(root / "parts"))}
+
     print(f"\ndata: {gb:.2f} GB in {len(files)} files (largest {max(p.stat().st_size for p in files) / 1e9:.2f} GB);"
           f" {os.cpu_count()} cores; python {sys.version.split()[0]}")
     print(f"{'what':<44} {'seconds':>8} {'GB/s':>6}   command")
@@ -133,6 +153,9 @@ def main() -> None:
         a = results["airpack"][cold]
         print(f"verify {'cold' if cold else 'warm'}: airpack is {results['openssl'][cold] / a:.2f}x one openssl pass, "
               f"{results['sha256sum'][cold] / a:.2f}x sha256sum -c")
+    print(f"split: airpack is {results['split'][False] / results['tarsplit'][False]:.2f}x the time of tar | split "
+          f"(and checks every piece); join: {results['join'][False] / results['untar'][False]:.2f}x the time of "
+          "cat | tar x + sha256sum -c")
     for cmd, kib in PEAK_RSS.items():
         if "airpack" in cmd and " keygen" not in cmd:
             print(f"peak RSS {kib / 1024:6.0f} MiB  {cmd}")
