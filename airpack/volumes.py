@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import atomic_write_bytes, fsync_dir, path_problem
-from airpack.errors import UsageError, VerificationError
+from airpack.errors import BuildError, UsageError, VerificationError
 from airpack.hashing import BLOCK_SIZE, NotRegularFile, RangeCheck, check_ranges
 from airpack.layout import MANIFEST, SIGNATURE, SUMS
 from airpack.progress import Reporter, Silent
@@ -348,6 +348,8 @@ def split_bundle(bundle: Path, keys: Sequence[PublicKey], out: Path, capacity: i
     reporter = reporter or Silent()
     progress = reporter.task("writing volumes", sum(p.length for v in todo for p in v.pieces))
     for vol in todo:
+        _check_space(out, sum(p.length for p in vol.pieces) + sum((bundle / n).stat().st_size for n in ROOT_FILES),
+                     f"volume {vol.index} of {vol.count}")
         final = out / vol.folder_name
         if final.exists():
             raise UsageError(f"{final} already exists", hint="remove it or write to another folder")
@@ -415,9 +417,11 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
     for folder, vol, _ in read:
         if problems := _structure_problems(folder, vol):
             raise VerificationError(f"{folder}: volume {vol.index} of {vol.count}: {problems[0]}")
+    need = {(p.file, p.offset, p.length) for _, vol, _ in read for p in vol.pieces} - done
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_space(out.parent, sum(n for _, _, n in need), "the pieces to join")
     reporter = reporter or Silent()
-    progress = reporter.task("joining", sum(p.length for _, vol, _ in read for p in vol.pieces
-                                            if (p.file, p.offset, p.length) not in done))
+    progress = reporter.task("joining", sum(n for _, _, n in need))
     for folder, vol, vroot in read:
         if state.get("sums") not in (None, vroot.sums_sha256) or (state and vol.count != count):
             raise VerificationError(f"{folder}: volume of another bundle or build than the one being joined "
@@ -466,6 +470,13 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
         _finish(stage, root, unchecked, out)
     missing_vols = tuple(i for i in range(1, count + 1) if i not in seen) if not complete else ()
     return JoinResult(out, complete, tuple(sorted(seen)), count, missing_vols, added)
+
+
+def _check_space(folder: Path, need: int, what: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise BuildError(f"{folder}: {free / 1e9:.2f} GB free, {what} need {need / 1e9:.2f} GB",
+                         hint="use a larger medium or a smaller --size")
 
 
 def _missing(root: SignedRoot, done: set[tuple[str, int, int]]) -> list[str]:

@@ -70,7 +70,7 @@ def test_a_killed_join_resumes_and_completes(volumes: tuple[Path, list[Path]], k
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
     rerun = _join(vols, out, keys.ed25519.pair.public_path)
-    stdout, stderr = rerun.communicate(timeout=120)
+    _, stderr = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr and b"complete" in stderr
     verify_bundle(out, [keys.ed25519.public])

@@ -10,12 +10,13 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
 from airpack.cli import app
-from airpack.errors import UsageError, VerificationError
+from airpack.errors import BuildError, UsageError, VerificationError
 from airpack.verify import signed_root, verify_bundle
 from airpack.volumes import (
     VOLUME_FILE,
@@ -264,3 +265,15 @@ def test_the_commands_split_verify_and_join(bundle: Path, keys, tmp_path: Path) 
     (folders[1] / "model" / "stray").write_text("x")
     assert cli("verify", folders[1], "--key", pub)[0] == 3
     assert cli("split", bundle, "--key", pub, "--out", tmp_path / "w", "--size", "9kB")[0] == 2
+
+
+def test_a_medium_without_room_is_refused_before_writing(bundle: Path, split: list[Path], keys, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A full medium cannot be made here without root: the free-space query answers "nothing left".
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: SimpleNamespace(total=10, used=10, free=0))
+    with pytest.raises(BuildError, match="GB free"):
+        split_bundle(bundle, [keys.ecdsa.public], tmp_path / "v", CAPACITY)
+    assert not list((tmp_path / "v").iterdir())
+    with pytest.raises(BuildError, match="GB free"):
+        join_volumes(split, [keys.ecdsa.public], tmp_path / "j")
+    assert not (tmp_path / "j").exists()
