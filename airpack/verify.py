@@ -104,7 +104,7 @@ def _check_signature(bundle: Path, keys: Sequence[PublicKey]) -> tuple[bytes, st
                 f"{bundle}: the signature does not match {SUMS} for the trusted key")
 
 
-def _walk(bundle: Path) -> dict[str, int]:
+def walk_entries(bundle: Path) -> dict[str, int]:
     """Every entry below ``bundle`` (not following links) → its ``st_mode``; directories are descended."""
     found: dict[str, int] = {}
     for root, dirs, files in os.walk(bundle, followlinks=False):
@@ -158,7 +158,7 @@ def _load_manifest(bundle: Path, listed: dict[str, str], problems: list[Problem]
 
 def _check_files(bundle: Path, listed: dict[str, str], manifest: Manifest | None, problems: list[Problem],
                  workers: int | None, reporter: Reporter) -> int:
-    found = _walk(bundle)
+    found = walk_entries(bundle)
     for rel, mode in sorted(found.items()):
         if rel in UNLISTED and stat.S_ISREG(mode):
             continue

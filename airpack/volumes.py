@@ -40,7 +40,7 @@ from airpack.hashing import BLOCK_SIZE, NotRegularFile, RangeCheck, check_ranges
 from airpack.layout import MANIFEST, SIGNATURE, SUMS
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey
-from airpack.verify import SignedRoot, checks_for, signed_root
+from airpack.verify import SignedRoot, checks_for, signed_root, walk_entries
 
 VOLUME_FILE = "airpack-volume.json"
 VOLUME_FORMAT = "airpack-volume"
@@ -243,23 +243,11 @@ def is_volume(folder: Path) -> bool:
 def _structure_problems(folder: Path, vol: Volume) -> list[str]:
     """Anything in the folder that is not a regular file the volume names (links, devices, strays)."""
     expected = {p.name for p in vol.pieces} | {*ROOT_FILES, VOLUME_FILE}
-    found = _walk_names(folder)
+    found = walk_entries(folder)
     problems = [f"{rel}: {'not a regular file' if not stat.S_ISREG(mode) else 'not part of the volume'}"
                 for rel, mode in sorted(found.items()) if rel not in expected or not stat.S_ISREG(mode)]
     problems += [f"{name}: missing" for name in sorted(expected - set(found))]
     return problems
-
-
-def _walk_names(folder: Path) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for dirpath, dirs, files in os.walk(folder, followlinks=False):
-        for name in files + dirs:
-            full = Path(dirpath) / name
-            mode = full.lstat().st_mode
-            if not stat.S_ISDIR(mode):
-                found[full.relative_to(folder).as_posix()] = mode
-        dirs[:] = [d for d in dirs if not (Path(dirpath) / d).is_symlink()]
-    return found
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from airpack.oci import fetch_image, resolve_image
 from airpack.oci.engine import airpack_tag, load_into_engine
+from bench.bench_hash import evict
 from tests.dockerenv import push_blob, push_manifest, start_engine, start_registry
 
 BLOCK = 1024 * 1024
@@ -156,17 +157,8 @@ def main() -> None:
         # Alternate the two, twice each, the order swapped in the second round, and keep each one's best: the
         # first load after a fetch pays for page-cache and writeback state the other did not (measured 7.3 s
         # then 2.5 s for the same 512 MiB).
-        def evict(paths: list[Path]) -> None:
-            """Both loads read their input from the disk: the layout was written before the tar, and this VM
-            reclaims page cache on its own (DAMON), so 'warm' would favour whichever file was written last."""
-            os.sync()
-            for p in paths:
-                fd = os.open(p, os.O_RDONLY)
-                try:
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                finally:
-                    os.close(fd)
-
+        # Both loads read their input cold (evict): the layout was written before the tar, and this VM reclaims
+        # page cache on its own (DAMON), so 'warm' would favour whichever file was written last.
         def ap_load() -> float:
             clean()
             evict([p for p in layout.rglob("*") if p.is_file()])

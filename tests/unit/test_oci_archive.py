@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -17,45 +16,17 @@ from airpack.errors import VerificationError
 from airpack.lock import LockedImage
 from airpack.oci.archive import ArchiveEntry, DockerArchive
 from airpack.oci.engine import airpack_tag, unloadable_layers
-from airpack.oci.layout import OciLayout, ref_name
-from airpack.oci.manifest import OCI_MANIFEST, Descriptor
-
-
-def _layer(name: str, data: bytes) -> tuple[bytes, str]:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    raw = buf.getvalue()
-    return gzip.compress(raw, mtime=0), "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def _image(layout: OciLayout, ref: str, layers: list[bytes]) -> LockedImage:
-    blobs = [layout.put_bytes(b) for b in layers]
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": [b.digest for b in blobs]}}).encode()
-    cfg = layout.put_bytes(config)
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.digest,
-                   "size": cfg.size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": b.digest,
-                    "size": b.size} for b in blobs]}).encode()
-    m = layout.put_bytes(manifest)
-    locked = LockedImage(ref=ref, repository=ref.rsplit(":", 1)[0], digest=m.digest, config_digest=cfg.digest,
-                         platform="linux/amd64", tag=ref.rsplit(":", 1)[1])
-    layout.add_manifest(Descriptor(OCI_MANIFEST, m.digest, m.size), ref_name(locked), cfg.digest)
-    return locked
+from airpack.oci.layout import OciLayout
+from tests.layout_helpers import make_image, make_layer
 
 
 @pytest.fixture
 def layout(tmp_path: Path) -> tuple[OciLayout, list[LockedImage], bytes]:
     lay = OciLayout.create(tmp_path / "layout")
-    shared, _ = _layer("bin/x", b"shared" * 1000)
-    own, _ = _layer("data", b"own" * 5000)
-    a = _image(lay, "reg.example/a/one:1", [shared])
-    b = _image(lay, "reg.example/a/two:2", [shared, own])
+    shared, _ = make_layer("bin/x", b"shared" * 1000)
+    own, _ = make_layer("data", b"own" * 5000)
+    a = make_image(lay, "reg.example/a/one:1", [shared])
+    b = make_image(lay, "reg.example/a/two:2", [shared, own])
     return lay, [a, b], shared
 
 
@@ -123,8 +94,8 @@ def test_large_blobs_stream_through_reused_buffers(tmp_path: Path, monkeypatch: 
     """Blocks alternate between two buffers: each is right when it is consumed, the whole equals the blob."""
     monkeypatch.setattr(airpack.oci.archive, "BLOCK", 4096)
     lay = OciLayout.create(tmp_path / "layout")
-    layer, _ = _layer("data", os.urandom(50_000))
-    img = _image(lay, "reg.example/a/big:1", [layer])
+    layer, _ = make_layer("data", os.urandom(50_000))
+    img = make_image(lay, "reg.example/a/big:1", [layer])
     archive = DockerArchive(lay, [ArchiveEntry(lay.find(img), ("x:1",))])
     blocks = [bytes(b) for b in archive]
     assert sum(map(len, blocks)) == len(archive)
