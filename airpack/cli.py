@@ -296,7 +296,7 @@ def _join_impl(volumes: list[Path], keys: list[Path], out: Path, progress: bool)
     with _reporter(progress) as reporter:
         r = join_volumes(volumes, pubs, out, reporter=reporter)
     return {"out": str(r.out), "complete": r.complete, "volumes": list(r.volumes_seen), "count": r.count,
-            "missing": list(r.missing), "added_bytes": r.added_bytes}
+            "missing": list(r.missing), "missing_files": r.missing_files, "added_bytes": r.added_bytes}
 
 
 @app.command()
@@ -310,8 +310,10 @@ def join(volumes: Annotated[list[Path], typer.Argument(help="Volume folders (any
         if r["complete"]:
             err.print(f"complete: {r['out']} (now 'airpack install' it)", markup=False)
         else:
-            err.print(f"have volume(s) {', '.join(map(str, r['volumes']))} of {r['count']}; still needed: "
-                      f"{', '.join(map(str, r['missing']))} (rerun 'airpack join' with them)", markup=False)
+            needed = ", ".join(map(str, r["missing"])) or "the rest of a volume already started"
+            err.print(f"have volume(s) {', '.join(map(str, r['volumes'])) or 'none yet'} of {r['count']}; "
+                      f"{r['missing_files']} file(s) incomplete; still needed: {needed} (rerun 'airpack join' "
+                      "with them)", markup=False)
 
     _run("join", as_json, lambda: _join_impl(volumes, key, out, not as_json), render)
 

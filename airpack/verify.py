@@ -9,6 +9,7 @@ type, size and hash. Every problem is collected and reported, not just the first
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Sequence
@@ -218,6 +219,11 @@ class SignedRoot:
     @property
     def sums_sha256(self) -> str:
         return sha256_bytes(self.sums)
+
+    @functools.cached_property
+    def entries(self) -> dict[str, Entry]:
+        """The manifest's inventory by path."""
+        return {e.path: e for e in self.manifest.files}
 
 
 def signed_root(folder: Path, keys: Sequence[PublicKey]) -> SignedRoot:

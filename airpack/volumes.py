@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import stat
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -124,7 +125,7 @@ def parse_size(text: str) -> int:
 def plan_volumes(root: SignedRoot, capacity: int, *, max_file: int | None = None) -> list[Volume]:
     """Assign every signed file (the root files aside) to volumes of at most ``capacity`` bytes each."""
     manifest = root.manifest
-    entries = {e.path: e for e in manifest.files}
+    entries = root.entries
     root_bytes = len(root.sums) + 4096 + entries[MANIFEST].size if MANIFEST in entries else len(root.sums) + 4096
     reserve = root_bytes + 64 * 1024 + 320 * len(root.listed)  # the volume file: every piece's line, bounded
     room = capacity - reserve
@@ -170,9 +171,9 @@ def plan_volumes(root: SignedRoot, capacity: int, *, max_file: int | None = None
     out = [Volume(i + 1, count, manifest.name, manifest.version, root.sums_sha256, tuple(pieces))
            for i, pieces in enumerate(volumes)]
     for vol in out:
-        names = [p.name for p in vol.pieces]
-        clash = {n.casefold() for n in names if names.count(n) > 1} | (
-            {n.casefold() for n in names} & {r.casefold() for r in (*ROOT_FILES, VOLUME_FILE)})
+        folded = Counter(p.name.casefold() for p in vol.pieces)
+        folded.update(r.casefold() for r in (*ROOT_FILES, VOLUME_FILE))
+        clash = {n for n, k in folded.items() if k > 1}  # exFAT and NTFS media fold case
         if clash:
             raise UsageError(f"volume {vol.index}: two pieces would share a name ({min(clash)})")
     return out
@@ -186,9 +187,7 @@ def piece_checks(piece: Piece, path: Path, root: SignedRoot) -> list[RangeCheck]
     Empty when the piece cannot be proved alone (it does not start and end on the file's chunk boundaries,
     or the file has no per-chunk data): the joined file is then checked whole.
     """
-    entry = next((e for e in root.manifest.files if e.path == piece.file), None)
-    sha = root.listed[piece.file]
-    jobs = checks_for(path, piece.file, piece.size, sha, entry)
+    jobs = checks_for(path, piece.file, piece.size, root.listed[piece.file], root.entries.get(piece.file))
     end = piece.offset + piece.length
     mine = [replace(j, base=piece.offset) for j in jobs if piece.offset <= j.offset < end or (j.length == 0 == end)]
     covered = sum(j.length for j in mine)
@@ -206,7 +205,7 @@ def _validate(vol: Volume, root: SignedRoot, where: str) -> None:
     for p in vol.pieces:
         if p.file not in root.listed or p.file == MANIFEST:
             raise VerificationError(f"{where}: piece {p.name!r} is of a file the bundle does not list")
-        entry = next((e for e in root.manifest.files if e.path == p.file), None)
+        entry = root.entries.get(p.file)
         if entry is None or entry.size != p.size or not (0 <= p.offset and 0 <= p.length
                                                          and p.offset + p.length <= p.size):
             raise VerificationError(f"{where}: piece {p.name!r} does not fit its file")
@@ -377,6 +376,7 @@ class JoinResult:
     count: int
     missing: tuple[int, ...]
     added_bytes: int
+    missing_files: int = 0
 
 
 def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, *,
@@ -392,7 +392,7 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
     stage = out.parent / f".{out.name}.airpack-join"
     state_path = stage / "state.json"
     state: dict[str, Any] = {}
-    if state_path.is_file():
+    if state_path.is_file() and (stage / "bundle" / SUMS).is_file():
         with contextlib.suppress(ValueError):
             state = json.loads(state_path.read_text())
     done: set[tuple[str, int, int]] = {(str(f), int(o), int(n)) for f, o, n in state.get("done", ())}
@@ -444,9 +444,9 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
                 unchecked.add(piece.file)
             done.add(key)
             added += piece.length
-            state.update(done=sorted(done), volumes=sorted(seen | {vol.index}), unchecked=sorted(unchecked))
+            state.update(done=sorted(done), unchecked=sorted(unchecked))
             atomic_write_bytes(state_path, json.dumps(state).encode())
-        seen.add(vol.index)
+        seen.add(vol.index)  # only once all of its pieces are in
         state.update(volumes=sorted(seen))
         atomic_write_bytes(state_path, json.dumps(state).encode())
     reporter.done(progress)
@@ -457,7 +457,7 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
     if complete:
         _finish(stage, root, unchecked, out)
     missing_vols = tuple(i for i in range(1, count + 1) if i not in seen) if not complete else ()
-    return JoinResult(out, complete, tuple(sorted(seen)), count, missing_vols, added)
+    return JoinResult(out, complete, tuple(sorted(seen)), count, missing_vols, added, len(missing))
 
 
 def _check_space(folder: Path, need: int, what: str) -> None:
@@ -469,7 +469,7 @@ def _check_space(folder: Path, need: int, what: str) -> None:
 
 def _missing(root: SignedRoot, done: set[tuple[str, int, int]]) -> list[str]:
     """Files of the bundle not yet fully covered by joined pieces."""
-    sizes = {e.path: e.size for e in root.manifest.files}
+    sizes = {p: e.size for p, e in root.entries.items()}
     by_file: dict[str, list[tuple[int, int]]] = {}
     for file, off, length in done:
         by_file.setdefault(file, []).append((off, length))
@@ -490,9 +490,8 @@ def _missing(root: SignedRoot, done: set[tuple[str, int, int]]) -> list[str]:
 def _finish(stage: Path, root: SignedRoot, unchecked: set[str], out: Path) -> None:
     bundle = stage / "bundle"
     if unchecked:
-        entries = {e.path: e for e in root.manifest.files}
-        jobs = [j for rel in sorted(unchecked)
-                for j in checks_for(bundle / rel, rel, entries[rel].size, root.listed[rel], entries.get(rel))]
+        jobs = [j for rel in sorted(unchecked) for j in checks_for(bundle / rel, rel, root.entries[rel].size,
+                                                                  root.listed[rel], root.entries.get(rel))]
         bad = [k for k, ok in check_ranges(jobs).items() if not ok]
         if bad:
             raise VerificationError(f"{bad[0]}: joined bytes do not match the signed bundle",
