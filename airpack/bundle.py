@@ -180,6 +180,15 @@ def _render_deploy(spec: Spec, lock: Lock, bundle: Path, images: list[dict[str, 
     return digests, [{"path": f"{DEPLOY_DIR}/{rel}", "target": rel.split("/", 1)[0]} for rel in sorted(files)]
 
 
+def _write_sbom(spec: Spec, lock: Lock, lock_digest: str, created: str, bundle: Path) -> dict[str, FileDigest]:
+    """``sbom/bom.cdx.json``: a CycloneDX inventory of the model and images (listed and signed like the rest)."""
+    from airpack.sbom import SBOM_PATH, render_sbom  # noqa: PLC0415 - cyclonedx loads only for a build
+
+    data = render_sbom(spec.name, spec.version, lock, lock_digest, created)
+    atomic_write_bytes(bundle / SBOM_PATH, data)
+    return {SBOM_PATH: FileDigest(len(data), sha256_bytes(data))}
+
+
 def _kind(rel: str) -> str:
     return rel.split("/", 1)[0] if "/" in rel else "meta"
 
@@ -218,6 +227,7 @@ def build_bundle(spec: Spec, lock: Lock, out: Path, *, key: PrivateKey | None = 
     deploy_digests, deploy_files = _render_deploy(spec, lock, bundle, images)
     digests.update(image_digests)
     digests.update(deploy_digests)
+    digests.update(_write_sbom(spec, lock, sha256_bytes(lock_json), created, bundle))
 
     entries = tuple(
         Entry(rel, d.size, d.sha256, _kind(rel), d.chunk_size if d.chain else 0, d.chain)

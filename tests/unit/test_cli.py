@@ -108,7 +108,7 @@ def test_unsigned_build_then_sign_then_verify(tmp_path: Path, small_model: Path,
     assert code == 0 and err.startswith("OK test-model 1.0.0") and printed_fingerprints(err) == [fpr]
     code, doc = cli_json("verify", out, "--key", pub)
     assert code == 0 and doc["problems"] == [] and doc["data"]["key_fingerprint"] == fpr
-    assert doc["data"]["files"] == 4 and doc["data"]["sums_sha256"] == hashlib.sha256(sums).hexdigest()
+    assert doc["data"]["files"] == 5 and doc["data"]["sums_sha256"] == hashlib.sha256(sums).hexdigest()
 
 
 def test_sign_refuses_an_inconsistent_bundle(tmp_path: Path, small_model: Path, write_spec) -> None:
@@ -142,8 +142,8 @@ def test_build_json_and_inspect(tmp_path: Path, small_model: Path, write_spec, k
     code, doc = cli_json("build", write_spec(small_model), "--out", out, "--key", keys.ed25519.key)
     assert code == 0 and doc["command"] == "build"
     data = doc["data"]
-    assert (data["name"], data["version"], data["files"]) == ("test-model", "1.0.0", 3)
-    assert data["bytes"] == sum(p.stat().st_size for p in small_model.iterdir())
+    assert (data["name"], data["version"], data["files"]) == ("test-model", "1.0.0", 4)  # 3 model files + SBOM
+    assert data["bytes"] == sum(p.stat().st_size for p in small_model.iterdir()) + (out / "sbom/bom.cdx.json").stat().st_size
     assert data["sums_sha256"] == hashlib.sha256((out / "SHA256SUMS").read_bytes()).hexdigest()
 
     code, doc = cli_json("inspect", out)

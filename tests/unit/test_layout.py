@@ -103,7 +103,7 @@ def test_sha256sums_lists_every_file_but_itself_sorted_bytewise(bundle: Path) ->
     paths = [line[66:] for line in lines]
     assert paths == sorted(paths, key=str.encode)
     assert paths == ["airpack.json", "model/Zeta.json", "model/_meta.json", "model/a.json", "model/config.json",
-                     "model/model.safetensors", "model/sub/b.json", "model/tokenizer.json"]
+                     "model/model.safetensors", "model/sub/b.json", "model/tokenizer.json", "sbom/bom.cdx.json"]
     assert set(paths) == set(_files(bundle)) - {"SHA256SUMS", "SHA256SUMS.sig"}
     for line in lines:
         digest, path = line.split("  ", 1)
@@ -120,11 +120,13 @@ def test_manifest_inventory_matches_the_files(bundle: Path, small_model: Path) -
     assert {e.path for e in m.files} == on_disk
     for e in m.files:
         data = (bundle / e.path).read_bytes()
-        assert (e.size, e.sha256, e.kind) == (len(data), hashlib.sha256(data).hexdigest(), "model")
+        kind = "sbom" if e.path == "sbom/bom.cdx.json" else "model"
+        assert (e.size, e.sha256, e.kind) == (len(data), hashlib.sha256(data).hexdigest(), kind)
     assert m.name == "test-model" and m.version == "1.0.0"
     assert m.created == "2023-11-14T22:13:20Z"  # SOURCE_DATE_EPOCH=1700000000
     assert m.lock["model"]["files"] == [
-        {"path": e.path.removeprefix("model/"), "size": e.size, "sha256": e.sha256} for e in m.files]
+        {"path": e.path.removeprefix("model/"), "size": e.size, "sha256": e.sha256} for e in m.files
+        if e.kind == "model"]
     assert m.spec["model"]["path"] == str(small_model.resolve())
 
 
