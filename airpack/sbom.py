@@ -50,9 +50,12 @@ def _image(i: int, img: LockedImage) -> Component:
     qualifiers = {"repository_url": f"{ref.registry}/{ref.repository}", "platform": img.platform}
     if img.tag:
         qualifiers["tag"] = img.tag
-    purl = PackageURL("oci", None, ref.repository.rsplit("/", 1)[-1], img.digest, qualifiers)
-    return Component(name=f"{ref.registry}/{ref.repository}", version=img.digest, type=ComponentType.CONTAINER,
-                     bom_ref=f"image:{i}:{img.role}", purl=purl, hashes=_sha256(img.digest),
+    # An image taken from the local engine (a custom build) has no registry manifest: its config digest (the
+    # image ID) is what the lock pins.
+    pinned = img.digest or img.config_digest
+    purl = PackageURL("oci", None, ref.repository.rsplit("/", 1)[-1], pinned, qualifiers)
+    return Component(name=f"{ref.registry}/{ref.repository}", version=pinned, type=ComponentType.CONTAINER,
+                     bom_ref=f"image:{i}:{img.role}", purl=purl, hashes=_sha256(pinned),
                      description=f"{img.role} image {img.ref}, config {img.config_digest}")
 
 

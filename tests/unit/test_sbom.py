@@ -65,6 +65,17 @@ def test_a_hub_model_and_images_get_purls_at_their_digests() -> None:
         "serialNumber"]
 
 
+def test_an_image_from_the_local_engine_is_pinned_by_its_config_digest() -> None:
+    lock = Lock(spec_digest=SHA, model=LockedModel(source="local", files=(LockedFile("w", 1, SHA),), path="/m"),
+                images=(LockedImage(ref="airpack-test/llama-server:1", repository="airpack-test/llama-server",
+                                    digest="", config_digest="sha256:" + "e" * 64, platform="linux/amd64",
+                                    source="engine", tag="1"),))
+    doc = _valid(render_sbom("x", "1.0.0", lock, SHA, "2026-01-02T03:04:05Z"))
+    (image,) = [c for c in doc["components"] if c["type"] == "container"]
+    assert image["version"] == "sha256:" + "e" * 64 and PackageURL.from_string(image["purl"]).version == image[
+        "version"]
+
+
 def test_the_validator_would_catch_a_broken_document() -> None:
     """The check above is not vacuous: the same validator refuses a component without a type."""
     lock = Lock(spec_digest=SHA, model=LockedModel(source="local", files=(LockedFile("w", 1, SHA),), path="/m"))
