@@ -193,10 +193,11 @@ def _kind(rel: str) -> str:
     return rel.split("/", 1)[0] if "/" in rel else "meta"
 
 
-def _check_space(out: Path, need: int) -> None:
-    free = shutil.disk_usage(out.parent).free
+def check_space(folder: Path, need: int, what: str, *, hint: str | None = None) -> None:
+    """Refuse before writing when ``folder``'s file system has less than ``need`` bytes free."""
+    free = shutil.disk_usage(folder).free
     if need > free:
-        raise BuildError(f"{out.parent}: {free / 2**30:.1f} GiB free, the bundle needs {need / 2**30:.1f} GiB")
+        raise BuildError(f"{folder}: {free / 1e9:.2f} GB free, {need / 1e9:.2f} GB needed for {what}", hint=hint)
 
 
 def write_sums_and_sign(bundle: Path, sums: bytes, key: PrivateKey | None) -> str | None:
@@ -220,7 +221,8 @@ def build_bundle(spec: Spec, lock: Lock, out: Path, *, key: PrivateKey | None = 
     stage, created = _prepare_staging(out, sha256_bytes(lock_json))
     bundle = stage / "bundle"
     journal = _Journal(stage / "journal.jsonl")
-    _check_space(out, lock.model.total_size - sum(int(r["size"]) for r in journal.done.values()))
+    check_space(out.parent, lock.model.total_size - sum(int(r["size"]) for r in journal.done.values()),
+                "the model files")
 
     digests = _fetch_model(spec, lock, bundle, journal, cache_dir, reporter)
     image_digests, images = _fetch_images(lock, bundle, cache_dir, reporter)

@@ -224,12 +224,18 @@ def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", help="Pri
          lambda r: err.print(f"signed {r['bundle']} with {r['signed_by']}", markup=False))
 
 
-def _verify_impl(bundle: Path, keys: list[Path], progress: bool) -> dict[str, Any]:
+def _trusted(keys: list[Path]) -> list[Any]:
+    """The trusted public keys named by ``--key``."""
     from airpack.signing import load_public_key  # noqa: PLC0415
+
+    return [load_public_key(k) for k in keys]
+
+
+def _verify_impl(bundle: Path, keys: list[Path], progress: bool) -> dict[str, Any]:
     from airpack.verify import verify_bundle  # noqa: PLC0415
     from airpack.volumes import is_volume, verify_volume  # noqa: PLC0415
 
-    pubs = [load_public_key(k) for k in keys]
+    pubs = _trusted(keys)
     if is_volume(bundle):
         with _reporter(progress) as reporter:
             vr = verify_volume(bundle, pubs, reporter=reporter)
@@ -256,10 +262,9 @@ def verify(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
 
 def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str, max_file: str | None, only: int | None,
                 progress: bool) -> dict[str, Any]:
-    from airpack.signing import load_public_key  # noqa: PLC0415
     from airpack.volumes import parse_size, split_bundle  # noqa: PLC0415
 
-    pubs = [load_public_key(k) for k in keys]
+    pubs = _trusted(keys)
     capacity, cap = parse_size(size), parse_size(max_file) if max_file else None
     with _reporter(progress) as reporter:
         vols = split_bundle(bundle, pubs, out, capacity, max_file=cap, only=only,
@@ -289,10 +294,9 @@ def split(bundle: BundleArg, key: PubKeyOpt,
 
 
 def _join_impl(volumes: list[Path], keys: list[Path], out: Path, progress: bool) -> dict[str, Any]:
-    from airpack.signing import load_public_key  # noqa: PLC0415
     from airpack.volumes import join_volumes  # noqa: PLC0415
 
-    pubs = [load_public_key(k) for k in keys]
+    pubs = _trusted(keys)
     with _reporter(progress) as reporter:
         r = join_volumes(volumes, pubs, out, reporter=reporter)
     return {"out": str(r.out), "complete": r.complete, "volumes": list(r.volumes_seen), "count": r.count,
@@ -374,10 +378,9 @@ def _live(enabled: bool) -> Iterator[tuple[Reporter, Callable[[str], None]]]:
 
 
 def _verified(bundle: Path, keys: list[Path], reporter: Reporter) -> Any:
-    from airpack.signing import load_public_key  # noqa: PLC0415
     from airpack.verify import verify_bundle  # noqa: PLC0415
 
-    return verify_bundle(bundle, [load_public_key(k) for k in keys], reporter=reporter)
+    return verify_bundle(bundle, _trusted(keys), reporter=reporter)
 
 
 def _print_checks(checks: list[dict[str, Any]]) -> None:

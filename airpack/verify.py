@@ -65,7 +65,17 @@ class VerifiedBundle:
             raise TypeError("VerifiedBundle is only made by airpack.verify.verify_bundle")
 
 
-def _read_capped(path: Path, cap: int) -> bytes:
+def require_folder(path: Path, noun: str) -> None:
+    """``path`` must be a real folder (not a link to one): what verification is pointed at."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        raise VerificationError(f"{path}: no such {noun}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise VerificationError(f"{path}: not a {noun} folder (a symlink or a file)")
+
+
+def read_capped(path: Path, cap: int) -> bytes:
     """Read a small file without following a symlink; OSError when it is not a regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block
     try:
@@ -86,13 +96,13 @@ def _fail(problems: list[Problem], message: str) -> VerificationError:
 
 def _check_signature(bundle: Path, keys: Sequence[PublicKey]) -> tuple[bytes, str]:
     try:
-        sums = _read_capped(bundle / SUMS, MAX_SUMS_BYTES)
+        sums = read_capped(bundle / SUMS, MAX_SUMS_BYTES)
     except FileNotFoundError:
         raise _fail([Problem("missing", SUMS, "the checksum list is missing")], f"{bundle}: no {SUMS}") from None
     except OSError as exc:
         raise _fail([Problem("not-regular-file", SUMS, str(exc))], f"{bundle}: unusable {SUMS}") from None
     try:
-        sig = _read_capped(bundle / SIGNATURE, 4096)
+        sig = read_capped(bundle / SIGNATURE, 4096)
     except FileNotFoundError:
         raise _fail([Problem("unsigned", SIGNATURE, "the bundle is not signed")],
                     f"{bundle}: not signed", ) from None
@@ -140,7 +150,7 @@ def _load_manifest(bundle: Path, listed: dict[str, str], problems: list[Problem]
         problems.append(Problem("missing", MANIFEST, f"{MANIFEST} is not listed in {SUMS}"))
         return None
     try:
-        data = _read_capped(bundle / MANIFEST, MAX_MANIFEST_BYTES)
+        data = read_capped(bundle / MANIFEST, MAX_MANIFEST_BYTES)
     except OSError:
         return None  # reported by the per-file checks
     if sha256_bytes(data) != listed[MANIFEST]:
@@ -247,12 +257,7 @@ def verify_bundle(bundle: Path, keys: Sequence[PublicKey], *, workers: int | Non
     """Check ``bundle`` against the trusted ``keys``; raise ``VerificationError`` listing every problem."""
     if not keys:
         raise VerificationError("no trusted public key given")
-    try:
-        st = bundle.lstat()
-    except FileNotFoundError:
-        raise VerificationError(f"{bundle}: no such bundle") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise VerificationError(f"{bundle}: not a bundle folder (a symlink or a file)")
+    require_folder(bundle, "bundle")
     sums, fpr = _check_signature(bundle, keys)
     problems: list[Problem] = []
     listed = _listed(sums, problems)
@@ -274,7 +279,7 @@ def check_integrity(bundle: Path, *, workers: int | None = None, reporter: Repor
     who made it.
     """
     try:
-        sums = _read_capped(bundle / SUMS, MAX_SUMS_BYTES)
+        sums = read_capped(bundle / SUMS, MAX_SUMS_BYTES)
     except OSError as exc:
         raise VerificationError(f"{bundle}: no readable {SUMS} ({exc}); is this a bundle?") from None
     problems: list[Problem] = []

@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import atomic_write_bytes, fsync_dir, path_problem
-from airpack.errors import BuildError, UsageError, VerificationError
+from airpack.bundle import check_space
+from airpack.errors import UsageError, VerificationError
 from airpack.hashing import BLOCK_SIZE, NotRegularFile, RangeCheck, check_ranges
 from airpack.layout import MANIFEST, SIGNATURE, SUMS
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey
-from airpack.verify import SignedRoot, checks_for, signed_root, walk_entries
+from airpack.verify import SignedRoot, checks_for, read_capped, require_folder, signed_root, walk_entries
 
 VOLUME_FILE = "airpack-volume.json"
 VOLUME_FORMAT = "airpack-volume"
@@ -215,21 +216,14 @@ def _validate(vol: Volume, root: SignedRoot, where: str) -> None:
 
 
 def _read_volume(folder: Path, keys: Sequence[PublicKey]) -> tuple[Volume, SignedRoot]:
-    try:
-        st = folder.lstat()
-    except FileNotFoundError:
-        raise VerificationError(f"{folder}: no such volume") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise VerificationError(f"{folder}: not a volume folder (a symlink or a file)")
+    require_folder(folder, "volume")
     root = signed_root(folder, keys)
     try:
-        fd = os.open(folder / VOLUME_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
+        data = read_capped(folder / VOLUME_FILE, MAX_VOLUME_FILE_BYTES)
+    except FileNotFoundError:
         raise VerificationError(f"{folder}: no {VOLUME_FILE}: not a volume of a split bundle") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise VerificationError(f"{folder}: {VOLUME_FILE} is not a regular file")
-        data = fh.read(MAX_VOLUME_FILE_BYTES + 1)
+    except OSError as exc:
+        raise VerificationError(f"{folder}: unusable {VOLUME_FILE}: {exc}") from None
     vol = Volume.from_json(data, str(folder))
     _validate(vol, root, str(folder))
     return vol, root
@@ -335,8 +329,8 @@ def split_bundle(bundle: Path, keys: Sequence[PublicKey], out: Path, capacity: i
     reporter = reporter or Silent()
     progress = reporter.task("writing volumes", sum(p.length for v in todo for p in v.pieces))
     for vol in todo:
-        _check_space(out, sum(p.length for p in vol.pieces) + sum((bundle / n).stat().st_size for n in ROOT_FILES),
-                     f"volume {vol.index} of {vol.count}")
+        check_space(out, sum(p.length for p in vol.pieces) + sum((bundle / n).stat().st_size for n in ROOT_FILES),
+                    f"volume {vol.index} of {vol.count}", hint="use a larger medium or a smaller --size")
         final = out / vol.folder_name
         if final.exists():
             raise UsageError(f"{final} already exists", hint="remove it or write to another folder")
@@ -407,7 +401,7 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
             raise VerificationError(f"{folder}: volume {vol.index} of {vol.count}: {problems[0]}")
     need = {(p.file, p.offset, p.length) for _, vol, _ in read for p in vol.pieces} - done
     out.parent.mkdir(parents=True, exist_ok=True)
-    _check_space(out.parent, sum(n for _, _, n in need), "the pieces to join")
+    check_space(out.parent, sum(n for _, _, n in need), "the pieces to join", hint="free some space")
     reporter = reporter or Silent()
     progress = reporter.task("joining", sum(n for _, _, n in need))
     for folder, vol, vroot in read:
@@ -458,13 +452,6 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
         _finish(stage, root, unchecked, out)
     missing_vols = tuple(i for i in range(1, count + 1) if i not in seen) if not complete else ()
     return JoinResult(out, complete, tuple(sorted(seen)), count, missing_vols, added, len(missing))
-
-
-def _check_space(folder: Path, need: int, what: str) -> None:
-    free = shutil.disk_usage(folder).free
-    if need > free:
-        raise BuildError(f"{folder}: {free / 1e9:.2f} GB free, {what} need {need / 1e9:.2f} GB",
-                         hint="use a larger medium or a smaller --size")
 
 
 def _missing(root: SignedRoot, done: set[tuple[str, int, int]]) -> list[str]:
