@@ -25,7 +25,7 @@ from urllib.parse import unquote, unquote_to_bytes
 import pkcs11
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11e
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
@@ -220,6 +220,7 @@ def keygen_token(uri_text: str, out_dir: Path, *, name: str = "airpack") -> Toke
             KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
         pub, _ = params.generate_keypair(
             store=True, label=uri.label, id=uri.key_id or secrets.token_bytes(8),
+            capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
             private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
         public = _public_from(pub, uri)
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
