@@ -239,6 +239,13 @@ class SignedRoot:
         return {e.path: e for e in self.manifest.files}
 
 
+def sig_extras(folder: Path, keys: Sequence[PublicKey], root: SignedRoot) -> list[str]:
+    """Problems with the ``signatures/*`` beside a signed root (a volume's copy), as ``path: detail``."""
+    problems: list[Problem] = []
+    check_attestation_files(folder, keys, root.key_fingerprint, root.sums, root.listed, problems)
+    return [f"{p.path}: {p.detail}" for p in problems]
+
+
 def signed_root(folder: Path, keys: Sequence[PublicKey]) -> SignedRoot:
     """Check the signature and read ``SHA256SUMS`` and ``airpack.json`` of ``folder``; nothing else."""
     if not keys:
@@ -266,8 +273,7 @@ def verify_bundle(bundle: Path, keys: Sequence[PublicKey], *, workers: int | Non
     listed = _listed(sums, problems)
     manifest = _load_manifest(bundle, listed, problems)
     total = _check_files(bundle, listed, manifest, problems, workers, reporter or Silent())
-    attestations = _check_attestations(bundle, next(k for k in keys if fingerprint(k) == fpr), sums, listed,
-                                       problems)
+    attestations = check_attestation_files(bundle, keys, fpr, sums, listed, problems)
     if problems or manifest is None:
         problems.sort(key=lambda p: (p.path, p.kind))
         n = len(problems)
@@ -277,10 +283,13 @@ def verify_bundle(bundle: Path, keys: Sequence[PublicKey], *, workers: int | Non
     return VerifiedBundle(bundle, manifest, sha256_bytes(sums), fpr, total, _TOKEN, attestations)
 
 
-def _check_attestations(bundle: Path, key: PublicKey, sums: bytes, listed: dict[str, str],
-                        problems: list[Problem]) -> tuple[tuple[str, str], ...]:
-    """``signatures/*`` (not listed in SHA256SUMS): each must be the trusted key's, over this bundle."""
+def check_attestation_files(bundle: Path, keys: Sequence[PublicKey], fpr: str, sums: bytes, listed: dict[str, str],
+                            problems: list[Problem]) -> tuple[tuple[str, str], ...]:
+    """``signatures/*`` (not listed in SHA256SUMS): each must be signed by the key that signed ``sums`` (its
+    fingerprint ``fpr``) and describe this bundle. Adds to ``problems``; returns the status of each."""
     from airpack.attest import check_attestations  # noqa: PLC0415
+
+    key = next(k for k in keys if fingerprint(k) == fpr)
 
     found: dict[str, bytes | None] = {}
     for rel in ATTESTATIONS:

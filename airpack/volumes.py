@@ -42,7 +42,15 @@ from airpack.hashing import BLOCK_SIZE, NotRegularFile, RangeCheck, check_ranges
 from airpack.layout import ATTESTATIONS, MANIFEST, SIGNATURE, SUMS
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey
-from airpack.verify import SignedRoot, checks_for, read_capped, require_folder, signed_root, walk_entries
+from airpack.verify import (
+    SignedRoot,
+    checks_for,
+    read_capped,
+    require_folder,
+    sig_extras,
+    signed_root,
+    walk_entries,
+)
 
 VOLUME_FILE = "airpack-volume.json"
 VOLUME_FORMAT = "airpack-volume"
@@ -259,6 +267,7 @@ def verify_volume(folder: Path, keys: Sequence[PublicKey], *, reporter: Reporter
     """Check one volume on its own: signed root, every piece against it, nothing else in the folder."""
     vol, root = _read_volume(folder, keys)
     problems = _structure_problems(folder, vol)
+    problems += sig_extras(folder, keys, root)  # the volume's copy of signatures/*, checked as in the bundle
     jobs: list[RangeCheck] = []
     for piece in vol.pieces:
         checks = piece_checks(piece, folder / piece.name, root)
@@ -322,7 +331,8 @@ def split_bundle(bundle: Path, keys: Sequence[PublicKey], out: Path, capacity: i
                  reporter: Reporter | None = None) -> list[Volume]:
     """Write the volumes of ``bundle`` into ``out`` (each folder appears whole, with one rename)."""
     root = signed_root(bundle, keys)
-    volumes = plan_volumes(root, capacity, max_file=max_file)
+    carried = sum((bundle / a).stat().st_size for a in ATTESTATIONS if (bundle / a).is_file())  # in each volume
+    volumes = plan_volumes(root, capacity - carried, max_file=max_file)
     if only is not None and not 1 <= only <= len(volumes):
         raise UsageError(f"--volume {only}: this split has {len(volumes)} volume(s)")
     out.mkdir(parents=True, exist_ok=True)

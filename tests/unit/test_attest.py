@@ -250,3 +250,31 @@ def test_several_trusted_keys_and_a_trust_store(bundle: Path, keys, tmp_path: Pa
     empty.mkdir()
     code, doc = cli("verify", bundle, "--key", empty)
     assert code == 2 and "no *.pub file" in doc["error"]
+
+
+def test_volumes_carry_and_check_them(built_bundle, make_model, keys, tmp_path: Path) -> None:
+    from airpack.volumes import join_volumes, split_bundle, verify_volume
+
+    model = make_model()
+    (model / "second.safetensors").write_bytes(bytes(range(256)) * 2000)
+    signed = built_bundle(model, key=keys.ecdsa, chunk_size=128 * 1024)
+    capacity = 700_000
+    vols = [tmp_path / "v" / v.folder_name for v in split_bundle(signed, [keys.ecdsa.public], tmp_path / "v",
+                                                                  capacity)]
+    assert len(vols) >= 2
+    for vol in vols:
+        assert (vol / MODEL_SIG).read_bytes() == (signed / MODEL_SIG).read_bytes()
+        assert (vol / PROVENANCE).read_bytes() == (signed / PROVENANCE).read_bytes()
+        assert sum(p.stat().st_size for p in vol.rglob("*") if p.is_file()) <= capacity
+        verify_volume(vol, [keys.ecdsa.public])
+    forged = tmp_path / "forged"
+    shutil.copytree(vols[0], forged)
+    envelope = json.loads((forged / PROVENANCE).read_bytes())
+    envelope["payload"] = base64.b64encode(base64.b64decode(envelope["payload"]) + b" ").decode()
+    (forged / PROVENANCE).write_text(json.dumps(envelope))
+    with pytest.raises(VerificationError, match=r"provenance\.intoto\.jsonl"):
+        verify_volume(forged, [keys.ecdsa.public])
+    out = tmp_path / "joined"
+    assert join_volumes(vols, [keys.ecdsa.public], out).complete
+    status = dict(verify_bundle(out, [keys.ecdsa.public]).attestations)
+    assert all(v.startswith("verified") for v in status.values())
