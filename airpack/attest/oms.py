@@ -18,10 +18,11 @@ import hashlib
 import json
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from airpack.attest.dsse import IN_TOTO_STATEMENT, Envelope, sign_statement
+from airpack.attest.dsse import IN_TOTO_STATEMENT, Envelope, pae, sign_statement
 from airpack.signing import PrivateKey, PublicKey
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -72,39 +73,75 @@ def sign_model(key: PrivateKey, files: dict[str, str]) -> bytes:
     return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
 
 
-def check_model_sig(data: bytes, key: PublicKey, files: dict[str, str]) -> str | None:
-    """Why ``data`` is not ``key``'s OMS signature of exactly ``files``, or None when it is."""
-    if not supported(key):
-        return "signed with a key OMS cannot use (Ed25519): there should be no model.sig"
+def _hash_for(key: ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
+    """The hash OMS pairs with each curve (P-256: SHA-256, P-384: SHA-384, P-521: SHA-512)."""
+    return {256: hashes.SHA256(), 384: hashes.SHA384(), 521: hashes.SHA512()}.get(key.curve.key_size,
+                                                                                   hashes.SHA256())
+
+
+def signed_resources(data: bytes, key: ec.EllipticCurvePublicKey) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Check an OMS key-mode signature's bytes with ``key``; return its resources (path → sha256 hex) and its
+    ``ignore_paths``. ValueError with a one-line reason when it is not ``key``'s valid signature."""
     try:
         doc: Any = json.loads(data)
         if doc.get("mediaType") != BUNDLE_MEDIA_TYPE:
-            return f"not a Sigstore bundle v0.3 (mediaType {doc.get('mediaType')!r})"
-        hint = doc["verificationMaterial"]["publicKey"]["hint"]
+            raise ValueError(f"not a Sigstore bundle v0.3 (mediaType {doc.get('mediaType')!r})")
+        hint = (doc["verificationMaterial"].get("publicKey") or {}).get("hint")
         envelope = Envelope.from_dict(doc["dsseEnvelope"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        return f"unreadable OMS signature: {exc}"
-    if hint != key_hint(key):
-        return "signed by another key (publicKey.hint)"
-    if not envelope.verified_by(key):
-        return "the DSSE signature does not verify with the trusted key"
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unreadable OMS signature: {exc}") from None
+    if hint and hint != key_hint(key):
+        raise ValueError("signed by another key (publicKey.hint)")
+    message = pae(envelope.payload_type, envelope.payload)
+    if not any(_verifies(key, sig, message) for _, sig in envelope.signatures):
+        raise ValueError("the DSSE signature does not verify with the trusted key")
     try:
         st = envelope.statement()
         if st.get("predicateType") != PREDICATE_TYPE:
-            return f"predicate {st.get('predicateType')!r}, expected {PREDICATE_TYPE}"
+            raise ValueError(f"predicate {st.get('predicateType')!r}, expected {PREDICATE_TYPE}")
         pred = st["predicate"]
         if pred["serialization"].get("method") != "files" or pred["serialization"].get("hash_type") != "sha256":
-            return "serialization is not 'files' with sha256"
+            raise ValueError("serialization is not 'files' with sha256")
         signed = {str(r["name"]): str(r["digest"]) for r in pred["resources"] if r.get("algorithm") == "sha256"}
         if len(signed) != len(pred["resources"]):
-            return "a resource is not sha256, or listed twice"
+            raise ValueError("a resource is not sha256, or listed twice")
         names = [str(r["name"]) for r in pred["resources"]]
         root = hashlib.sha256(b"".join(bytes.fromhex(signed[n]) for n in names)).hexdigest()
-        if st["subject"][0]["digest"]["sha256"] != root or len(st["subject"]) != 1:
-            return "the subject digest does not match the resources"
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-        return f"signed but malformed statement: {exc}"
-    if signed != files:
-        diff = sorted(set(signed) ^ set(files)) or sorted(n for n in files if signed[n] != files[n])
-        return f"signs other model files than the bundle holds (first: {diff[0]})"
-    return None
+        if len(st["subject"]) != 1 or st["subject"][0]["digest"]["sha256"] != root:
+            raise ValueError("the subject digest does not match the resources")
+        ignored = tuple(str(p) for p in pred["serialization"].get("ignore_paths") or ())
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(f"signed but malformed statement: {exc}") from None
+    return signed, ignored
+
+
+def _verifies(key: ec.EllipticCurvePublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message, ec.ECDSA(_hash_for(key)))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def check_model_sig(data: bytes, key: PublicKey, files: dict[str, str]) -> str | None:
+    """Why ``data`` is not ``key``'s OMS signature of exactly ``files``, or None when it is."""
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return "signed with a key OMS cannot use (Ed25519): there should be no model.sig"
+    try:
+        signed, _ = signed_resources(data, key)
+    except ValueError as exc:
+        return str(exc)
+    return differs(signed, files)
+
+
+def differs(signed: dict[str, str], files: dict[str, str]) -> str | None:
+    """Why the signed resources are not exactly ``files``, or None."""
+    if signed == files:
+        return None
+    extra, missing = sorted(set(signed) - set(files)), sorted(set(files) - set(signed))
+    if missing:
+        return f"{len(missing)} file(s) not signed (first: {missing[0]})"
+    if extra:
+        return f"{len(extra)} signed file(s) not there (first: {extra[0]})"
+    changed = sorted(n for n in files if signed[n] != files[n])
+    return f"{len(changed)} file(s) with another sha256 than signed (first: {changed[0]})"

@@ -35,7 +35,7 @@ def lock_digest(manifest: Manifest) -> str:
 
 def _model_deps(manifest: Manifest) -> list[dict[str, Any]]:
     model = manifest.lock.get("model") or {}
-    if model.get("source") == "hf" and model.get("repo"):
+    if model.get("source") != "local" and model.get("repo"):  # "hub" or "hf-cache"
         namespace, _, name = str(model["repo"]).rpartition("/")
         purl = f"pkg:huggingface/{namespace + '/' if namespace else ''}{name}@{model.get('commit')}"
         return [{"name": "model", "uri": purl, "digest": {"gitCommit": str(model.get("commit"))},
