@@ -14,6 +14,7 @@ elliptic-curve keys only: an Ed25519-signed bundle carries no ``model.sig`` (ver
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
@@ -65,12 +66,15 @@ def statement(files: dict[str, str]) -> bytes:
 
 
 def sign_model(key: PrivateKey, files: dict[str, str]) -> bytes:
-    """``signatures/model.sig``: the Sigstore bundle JSON (one line and a newline)."""
+    """``signatures/model.sig``: the Sigstore bundle JSON, one line, as model_signing writes it."""
     envelope = sign_statement(key, statement(files), keyid="")
-    doc = {"mediaType": BUNDLE_MEDIA_TYPE,
+    [(keyid, sig)] = envelope.signatures
+    doc = {"mediaType": BUNDLE_MEDIA_TYPE,  # key order and spacing as model_signing writes it
            "verificationMaterial": {"publicKey": {"hint": key_hint(key.public_key())}, "tlogEntries": []},
-           "dsseEnvelope": envelope.to_dict()}
-    return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+           "dsseEnvelope": {"payload": base64.b64encode(envelope.payload).decode(),
+                            "payloadType": envelope.payload_type,
+                            "signatures": [{"sig": base64.b64encode(sig).decode(), "keyid": keyid}]}}
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _hash_for(key: ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:

@@ -80,7 +80,7 @@ def parse_uri(uri: str) -> TokenUri:
             raise KeyFileError(f"PKCS#11 URI: cannot read pin-source {path}: {exc.strerror}") from None
     if pin is None:
         pin = os.environ.get(PIN_ENV) or None
-    shown = uri.split("?", 1)[0] + f"?module-path={module}"
+    shown = "pkcs11:" + ";".join(p for p in body.split(";") if not p.startswith("pin-")) + f"?module-path={module}"
     return TokenUri(shown, module, attrs.get("token"), attrs.get("object"), raw_id, pin)
 
 

@@ -278,3 +278,19 @@ def test_volumes_carry_and_check_them(built_bundle, make_model, keys, tmp_path: 
     assert join_volumes(vols, [keys.ecdsa.public], out).complete
     status = dict(verify_bundle(out, [keys.ecdsa.public]).attestations)
     assert all(v.startswith("verified") for v in status.values())
+
+
+def test_the_same_statement_as_model_signing_makes(pristine: Path, keys, tmp_path: Path) -> None:
+    """model_signing itself signs the bundle's model/ with the same key: the same bytes, the same statement
+    (but the order of ``ignore_paths``, which model_signing takes from a set), the same envelope layout."""
+    theirs_path = tmp_path / "theirs.sig"
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=keys.ecdsa.key).sign(
+        pristine / "model", theirs_path)
+    theirs, ours = json.loads(theirs_path.read_bytes()), json.loads((pristine / MODEL_SIG).read_bytes())
+    assert list(ours) == list(theirs) and list(ours["dsseEnvelope"]) == list(theirs["dsseEnvelope"])
+    assert ours["verificationMaterial"] == theirs["verificationMaterial"]
+    payloads = [json.loads(base64.b64decode(d["dsseEnvelope"]["payload"])) for d in (theirs, ours)]
+    for p in payloads:
+        p["predicate"]["serialization"]["ignore_paths"].sort()
+    assert payloads[0] == payloads[1]
+    assert not (pristine / MODEL_SIG).read_bytes().endswith(b"\n")
