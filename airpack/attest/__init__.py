@@ -115,5 +115,14 @@ def describe_attestations(found: dict[str, bytes | None]) -> dict[str, dict[str,
                 info["builder"] = st.get("predicate", {}).get("runDetails", {}).get("builder", {}).get("version")
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             info = {"error": f"unreadable: {exc}"}
-        out[rel] = info
+        out[rel] = {k: _printable(v) for k, v in info.items()}
     return out
+
+
+def _printable(value: object) -> object:
+    """Unverified text is shown, never obeyed: control characters (terminal escapes) are escaped."""
+    if isinstance(value, str):
+        return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in value)
+    if isinstance(value, dict):
+        return {str(_printable(k)): _printable(v) for k, v in value.items()}
+    return value

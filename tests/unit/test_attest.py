@@ -294,3 +294,13 @@ def test_the_same_statement_as_model_signing_makes(pristine: Path, keys, tmp_pat
         p["predicate"]["serialization"]["ignore_paths"].sort()
     assert payloads[0] == payloads[1]
     assert not (pristine / MODEL_SIG).read_bytes().endswith(b"\n")
+
+
+def test_inspect_escapes_what_it_cannot_trust(bundle: Path) -> None:
+    envelope = json.loads((bundle / PROVENANCE).read_bytes())
+    st = json.loads(base64.b64decode(envelope["payload"]))
+    st["predicateType"] = "\x1b[32mOK\x1b[0m"
+    envelope["payload"] = base64.b64encode(json.dumps(st).encode()).decode()
+    (bundle / PROVENANCE).write_text(json.dumps(envelope))
+    code, doc = cli("inspect", bundle)
+    assert code == 0 and doc["data"]["attestations"][PROVENANCE]["predicateType"] == "\\x1b[32mOK\\x1b[0m"
