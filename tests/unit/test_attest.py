@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -304,3 +305,21 @@ def test_inspect_escapes_what_it_cannot_trust(bundle: Path) -> None:
     (bundle / PROVENANCE).write_text(json.dumps(envelope))
     code, doc = cli("inspect", bundle)
     assert code == 0 and doc["data"]["attestations"][PROVENANCE]["predicateType"] == "\\x1b[32mOK\\x1b[0m"
+
+
+@pytest.mark.parametrize(("signature", "words"), [
+    ({"file": "model.sig"}, "model.signature.key: the publisher's public key (PEM) is required"),
+    ({"key": "p.pub", "hash": "x"}, "model.signature.hash: unknown key"),
+    ("p.pub", "model.signature: must be a mapping"),
+])
+def test_model_signature_in_the_spec(signature: object, words: str, tmp_path: Path) -> None:
+    from airpack.errors import SpecError
+    from airpack.spec import parse_spec
+
+    doc = {"apiVersion": "airpack/v1", "name": "m", "version": "1.0.0",
+           "model": {"repo": "acme/m", "signature": signature}}
+    with pytest.raises(SpecError, match=re.escape(words)):
+        parse_spec(doc, tmp_path)
+    doc["model"]["signature"] = {"key": "p.pub"}  # type: ignore[index]
+    spec = parse_spec(doc, tmp_path)
+    assert (spec.model.signature_key, spec.model.signature_file) == ("p.pub", "model.sig")
