@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from airpack import verify
 from airpack._fs import atomic_write_bytes, fsync_dir, path_problem
 from airpack.bundle import check_space
 from airpack.errors import UsageError, VerificationError
@@ -42,15 +43,7 @@ from airpack.hashing import BLOCK_SIZE, NotRegularFile, RangeCheck, check_ranges
 from airpack.layout import ATTESTATIONS, MANIFEST, SIGNATURE, SUMS
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey
-from airpack.verify import (
-    SignedRoot,
-    checks_for,
-    read_capped,
-    require_folder,
-    sig_extras,
-    signed_root,
-    walk_entries,
-)
+from airpack.verify import SignedRoot, checks_for, read_capped, require_folder, signed_root, walk_entries
 
 VOLUME_FILE = "airpack-volume.json"
 VOLUME_FORMAT = "airpack-volume"
@@ -267,7 +260,7 @@ def verify_volume(folder: Path, keys: Sequence[PublicKey], *, reporter: Reporter
     """Check one volume on its own: signed root, every piece against it, nothing else in the folder."""
     vol, root = _read_volume(folder, keys)
     problems = _structure_problems(folder, vol)
-    problems += sig_extras(folder, keys, root)  # the volume's copy of signatures/*, checked as in the bundle
+    problems += verify.sig_extras(folder, keys, root)  # the volume's copy of signatures/*, checked as in the bundle
     jobs: list[RangeCheck] = []
     for piece in vol.pieces:
         checks = piece_checks(piece, folder / piece.name, root)
