@@ -200,11 +200,15 @@ def check_space(folder: Path, need: int, what: str, *, hint: str | None = None) 
         raise BuildError(f"{folder}: {free / 1e9:.2f} GB free, {need / 1e9:.2f} GB needed for {what}", hint=hint)
 
 
-def write_sums_and_sign(bundle: Path, sums: bytes, key: PrivateKey | None) -> str | None:
-    """Write ``SHA256SUMS`` (and its signature when a key is given) atomically."""
+def write_sums_and_sign(bundle: Path, sums: bytes, key: PrivateKey | None, *, manifest: Manifest) -> str | None:
+    """Write ``SHA256SUMS`` and, when a key is given, ``signatures/*`` (OMS, SLSA provenance: made from
+    ``manifest``, which ``sums`` lists) and last ``SHA256SUMS.sig``, each atomically."""
     atomic_write_bytes(bundle / SUMS, sums)
     if key is None:
         return None
+    from airpack.attest import write_attestations  # noqa: PLC0415
+
+    write_attestations(bundle, manifest, sums, key)
     atomic_write_bytes(bundle / SIGNATURE, sign_bytes(key, sums))
     return fingerprint(key.public_key())
 
@@ -243,7 +247,7 @@ def build_bundle(spec: Spec, lock: Lock, out: Path, *, key: PrivateKey | None = 
     manifest_bytes = manifest.to_json()
     atomic_write_bytes(bundle / MANIFEST, manifest_bytes)
     sums = render_sums({**{e.path: e.sha256 for e in entries}, MANIFEST: sha256_bytes(manifest_bytes)})
-    signed_by = write_sums_and_sign(bundle, sums, key)
+    signed_by = write_sums_and_sign(bundle, sums, key, manifest=manifest)
     _publish(bundle, out, force)
     shutil.rmtree(stage, ignore_errors=True)
     return BuildResult(out, manifest, sha256_bytes(sums), signed_by, sum(e.size for e in entries))

@@ -29,7 +29,8 @@ T = TypeVar("T")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
 SpecArg = Annotated[Path, typer.Argument(help="The spec file (airpack.yaml).", show_default=False)]
 BundleArg = Annotated[Path, typer.Argument(help="The bundle folder.", show_default=False)]
-PubKeyOpt = Annotated[list[Path], typer.Option("--key", help="Trusted public key (PEM); repeatable.")]
+PubKeyOpt = Annotated[list[Path], typer.Option("--key", help="Trusted public key (PEM), or a folder of *.pub "
+                                                "(a trust store); repeatable.")]
 
 
 class _RichReporter:
@@ -108,21 +109,19 @@ def keygen(
     algorithm: Annotated[str, typer.Option("--algorithm", help="ecdsa-p256 (default) or ed25519.")] = "ecdsa-p256",
     passphrase_env: Annotated[str | None, typer.Option("--passphrase-env", help="Encrypt the key with the "
                                                        "passphrase in this environment variable.")] = None,
+    pkcs11: Annotated[str | None, typer.Option("--pkcs11", help="Make the pair inside this PKCS#11 token (a "
+                                               "pkcs11: URI); only NAME.pub is written.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a signing key pair. Keep the .key offline; carry the .pub to the far side out of band."""
-    from airpack.signing import keygen as do_keygen  # noqa: PLC0415
-
-    def make() -> dict[str, Any]:
-        kp = do_keygen(out, name=name, algorithm=algorithm, passphrase_env=passphrase_env)
-        return {"private_key": str(kp.private_path), "public_key": str(kp.public_path),
-                "fingerprint": kp.fingerprint, "algorithm": kp.algorithm}
+    from airpack.keys import make_key_pair  # noqa: PLC0415
 
     def render(kp: dict[str, Any]) -> None:
-        err.print(f"private key: {kp['private_key']} (mode 0600)\npublic key:  {kp['public_key']}\n"
+        err.print(f"private key: {kp['private_key']} {kp['where']}\npublic key:  {kp['public_key']}\n"
                   f"fingerprint: {kp['fingerprint']}", markup=False)
 
-    _run("keygen", as_json, make, render)
+    _run("keygen", as_json, lambda: make_key_pair(out, name=name, algorithm=algorithm, passphrase_env=passphrase_env,
+                                                  pkcs11=pkcs11), render)
 
 
 def _lock_impl(spec_path: Path, out: Path | None) -> dict[str, Any]:
@@ -159,13 +158,13 @@ def lock(spec: SpecArg, out: Annotated[Path | None, typer.Option("-o", "--out", 
 def _build_impl(spec_path: Path, out: Path, key_path: Path | None, passphrase_env: str | None, force: bool,
                 lock_path: Path | None, progress: bool) -> dict[str, Any]:
     from airpack.bundle import build_bundle  # noqa: PLC0415
+    from airpack.keys import load_signing_key  # noqa: PLC0415
     from airpack.lock import check_lock_matches, default_lock_path, read_lock, write_lock  # noqa: PLC0415
     from airpack.resolve import resolve  # noqa: PLC0415
-    from airpack.signing import load_private_key  # noqa: PLC0415
     from airpack.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(spec_path)
-    key = load_private_key(key_path, passphrase_env=passphrase_env) if key_path else None
+    key = load_signing_key(key_path, passphrase_env=passphrase_env) if key_path else None
     lp = lock_path or default_lock_path(spec_path)
     if lp.exists():
         lk = read_lock(lp)
@@ -184,7 +183,8 @@ def _build_impl(spec_path: Path, out: Path, key_path: Path | None, passphrase_en
 def build(
     spec: SpecArg,
     out: Annotated[Path, typer.Option("--out", help="Where the bundle folder appears when complete.")],
-    key: Annotated[Path | None, typer.Option("--key", help="Sign at once with this private key.")] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="Sign at once with this private key (PEM file or "
+                                             "pkcs11: URI).")] = None,
     passphrase_env: Annotated[str | None, typer.Option("--passphrase-env")] = None,
     lock_file: Annotated[Path | None, typer.Option("--lock", help="Lock file (default: beside the spec).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle at --out.")] = False,
@@ -203,20 +203,21 @@ def build(
 
 def _sign_impl(bundle: Path, key_path: Path, passphrase_env: str | None, progress: bool) -> dict[str, Any]:
     from airpack.bundle import write_sums_and_sign  # noqa: PLC0415
+    from airpack.keys import load_signing_key  # noqa: PLC0415
     from airpack.layout import SUMS  # noqa: PLC0415
-    from airpack.signing import load_private_key  # noqa: PLC0415
     from airpack.verify import check_integrity  # noqa: PLC0415
 
-    key = load_private_key(key_path, passphrase_env=passphrase_env)
+    key = load_signing_key(key_path, passphrase_env=passphrase_env)
     with _reporter(progress) as reporter:
-        check_integrity(bundle, reporter=reporter)
+        manifest = check_integrity(bundle, reporter=reporter)
     sums = (bundle / SUMS).read_bytes()
-    fpr = write_sums_and_sign(bundle, sums, key)
+    fpr = write_sums_and_sign(bundle, sums, key, manifest=manifest)
     return {"bundle": str(bundle), "signed_by": fpr}
 
 
 @app.command()
-def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", help="Private key (PEM).")],
+def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", help="Private key (PEM file or pkcs11: "
+                                                               "URI).")],
          passphrase_env: Annotated[str | None, typer.Option("--passphrase-env")] = None,
          as_json: JsonOpt = False) -> None:
     """Sign a built bundle (after checking every file against its SHA256SUMS)."""
@@ -225,10 +226,10 @@ def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", help="Pri
 
 
 def _trusted(keys: list[Path]) -> list[Any]:
-    """The trusted public keys named by ``--key``."""
-    from airpack.signing import load_public_key  # noqa: PLC0415
+    """The trusted public keys named by ``--key`` (files, and folders of *.pub: a trust store)."""
+    from airpack.keys import load_trusted  # noqa: PLC0415
 
-    return [load_public_key(k) for k in keys]
+    return load_trusted(keys)
 
 
 def _verify_impl(bundle: Path, keys: list[Path], progress: bool) -> dict[str, Any]:
@@ -245,7 +246,8 @@ def _verify_impl(bundle: Path, keys: list[Path], progress: bool) -> dict[str, An
         vb = verify_bundle(bundle, pubs, reporter=reporter)
     return {"bundle": str(bundle), "name": vb.manifest.name, "version": vb.manifest.version,
             "key_fingerprint": vb.key_fingerprint, "sums_sha256": vb.sums_sha256,
-            "files": len(vb.manifest.files) + 1, "bytes": vb.total_bytes}
+            "files": len(vb.manifest.files) + 1, "bytes": vb.total_bytes,
+            "attestations": dict(vb.attestations)}
 
 
 @app.command()
@@ -256,6 +258,8 @@ def verify(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
         what = f"volume {r['volume']} of {r['count']}, {r['files']} pieces" if "volume" in r else f"{r['files']} files"
         err.print(f"OK {r['name']} {r['version']}: {what}, {r['bytes'] / 1e6:.1f} MB, "
                   f"signed by {r['key_fingerprint']}", markup=False)
+        for path, state in r.get("attestations", {}).items():
+            err.print(f"  {path}: {state}", markup=False)
 
     _run("verify", as_json, lambda: _verify_impl(bundle, key, not as_json), render)
 
@@ -350,6 +354,8 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
             err.print(f"image: {i.get('ref')} {i.get('digest')} {i.get('platform', '')}", markup=False)
         for k, v in sorted(d["kinds"].items()):
             err.print(f"{k}: {v['files']} files, {v['bytes']:,} bytes", markup=False)
+        for path, info in d.get("attestations", {}).items():
+            err.print(f"{path}: " + ", ".join(f"{k} {v}" for k, v in info.items()), markup=False)
         for target, diff in sorted(d.get("deployDiff", {}).items()):
             err.print(f"--- {target}: as built → as installed with defaults (host network, API key)", markup=False)
             err.print(diff.rstrip() or "(no change)", markup=False, highlight=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack.errors import UsageError
-from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, Manifest
+from airpack.layout import ATTESTATIONS, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, Manifest
 
 
 def describe_bundle(bundle: Path) -> dict[str, Any]:
@@ -47,4 +47,19 @@ def describe_bundle(bundle: Path) -> dict[str, Any]:
         "checks": list(manifest.checks),
         "kinds": kinds,
         "totalBytes": sum(e.size for e in manifest.files),
+        "attestations": _attestations(bundle),
     }
+
+
+def _attestations(bundle: Path) -> dict[str, dict[str, object]]:
+    """``signatures/*`` as they read (unverified): OMS model signature, SLSA provenance."""
+    from airpack.attest import describe_attestations  # noqa: PLC0415
+    from airpack.verify import MAX_ATTESTATION_BYTES, read_capped  # noqa: PLC0415
+
+    found: dict[str, bytes | None] = {}
+    for rel in ATTESTATIONS:
+        try:
+            found[rel] = read_capped(bundle / rel, MAX_ATTESTATION_BYTES)
+        except OSError:
+            found[rel] = None
+    return describe_attestations(found)

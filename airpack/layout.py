@@ -18,8 +18,13 @@ SIGNATURE = "SHA256SUMS.sig"
 MODEL_DIR = "model"
 IMAGES_DIR = "images"
 DEPLOY_DIR = "deploy"
+# Signatures in the formats other tools read (docs/bundle-format.md#attestations): each signs over the model
+# files or over SHA256SUMS itself, so they cannot be listed in SHA256SUMS; verify checks each with the key.
+MODEL_SIG = "signatures/model.sig"
+PROVENANCE = "signatures/provenance.intoto.jsonl"
+ATTESTATIONS = (MODEL_SIG, PROVENANCE)
 # Files that are not listed in SHA256SUMS: the list itself and its signatures.
-UNLISTED = (SUMS, SIGNATURE)
+UNLISTED = (SUMS, SIGNATURE, *ATTESTATIONS)
 MAX_SUMS_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 

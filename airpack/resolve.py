@@ -58,6 +58,10 @@ def resolve(spec: Spec, *, cache_dir: Path) -> Lock:
                 model = planning.keep_branch_quant(spec, model)
             if spec.runtime is not None:
                 plan, checks = planning.verdict(spec, hf_plan.hub_model_facts(model))
+    if spec.model.signature_key:  # the publisher's OMS signature (model.signature), checked against the lock
+        from airpack.attest.source import check_source_signature  # noqa: PLC0415
+
+        checks += (check_source_signature(spec, model),)
     images = lock_images(spec)
     return Lock(spec_digest=spec.digest(), model=model, images=images, plan=plan,
                 checks=checks + image_checks(images))

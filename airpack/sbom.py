@@ -36,7 +36,7 @@ def _model(lock: Lock) -> Component:
     m = lock.model
     files = [Component(name=f"model/{f.path}", type=ComponentType.FILE, bom_ref=f"file:model/{f.path}",
                        hashes=_sha256(f.sha256)) for f in m.files]
-    if m.source == "hf" and m.repo:
+    if m.source != "local" and m.repo:  # "hub" or "hf-cache"
         namespace, _, name = m.repo.rpartition("/")
         purl = PackageURL("huggingface", namespace or None, name, m.commit)
         return Component(name=m.repo, version=m.commit or "", type=ComponentType.MACHINE_LEARNING_MODEL,

@@ -49,6 +49,8 @@ class ModelSpec:
     cache: str | None = None
     allow_pickle: bool = False
     allow_code: bool = False
+    signature_key: str | None = None  # model.signature.key: the publisher's OMS public key (PEM), spec-relative
+    signature_file: str = "model.sig"  # model.signature.file: the OMS signature in the source
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,11 @@ def _opt(data: Mapping[str, Any], key: str, where: str, conv: Callable[[str, Any
 def _parse_model(data: Mapping[str, Any], base_dir: Path | None) -> ModelSpec:
     w = "model"
     _check_keys(w, data, ("path", "repo", "revision", "files", "exclude", "quant", "cache",
-                          "allowPickle", "allowCode"))
+                          "allowPickle", "allowCode", "signature"))
+    sig = _mapping(f"{w}.signature", data["signature"]) if "signature" in data else {}
+    _check_keys(f"{w}.signature", sig, ("key", "file"))
+    if sig and "key" not in sig:
+        raise _fail(f"{w}.signature.key", "the publisher's public key (PEM) is required")
     path, repo = _opt(data, "path", w, _str), _opt(data, "repo", w, _str)
     if path and repo:
         raise _fail(w, "give either 'path' (a local folder) or 'repo' (a Hugging Face repo), not both")
@@ -233,6 +239,8 @@ def _parse_model(data: Mapping[str, Any], base_dir: Path | None) -> ModelSpec:
         cache=_opt(data, "cache", w, _str),
         allow_pickle=bool(_opt(data, "allowPickle", w, _bool)),
         allow_code=bool(_opt(data, "allowCode", w, _bool)),
+        signature_key=_opt(sig, "key", f"{w}.signature", _str),
+        signature_file=_opt(sig, "file", f"{w}.signature", _str) or "model.sig",
     )
 
 

@@ -20,6 +20,7 @@ from airpack._fs import path_problem
 from airpack.errors import VerificationError
 from airpack.hashing import RangeCheck, chain_checks, check_ranges, sha256_bytes
 from airpack.layout import (
+    ATTESTATIONS,
     MANIFEST,
     MAX_MANIFEST_BYTES,
     MAX_SUMS_BYTES,
@@ -47,6 +48,7 @@ class Problem:
 
 
 _TOKEN = object()
+MAX_ATTESTATION_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class VerifiedBundle:
     key_fingerprint: str
     total_bytes: int
     _token: object
+    attestations: tuple[tuple[str, str], ...] = ()  # (path under signatures/, what verify found)
 
     def __post_init__(self) -> None:
         if self._token is not _TOKEN:
@@ -236,6 +239,13 @@ class SignedRoot:
         return {e.path: e for e in self.manifest.files}
 
 
+def sig_extras(folder: Path, keys: Sequence[PublicKey], root: SignedRoot) -> list[str]:
+    """Problems with the ``signatures/*`` beside a signed root (a volume's copy), as ``path: detail``."""
+    problems: list[Problem] = []
+    check_attestation_files(folder, keys, root.key_fingerprint, root.sums, root.listed, problems)
+    return [f"{p.path}: {p.detail}" for p in problems]
+
+
 def signed_root(folder: Path, keys: Sequence[PublicKey]) -> SignedRoot:
     """Check the signature and read ``SHA256SUMS`` and ``airpack.json`` of ``folder``; nothing else."""
     if not keys:
@@ -263,13 +273,33 @@ def verify_bundle(bundle: Path, keys: Sequence[PublicKey], *, workers: int | Non
     listed = _listed(sums, problems)
     manifest = _load_manifest(bundle, listed, problems)
     total = _check_files(bundle, listed, manifest, problems, workers, reporter or Silent())
+    attestations = check_attestation_files(bundle, keys, fpr, sums, listed, problems)
     if problems or manifest is None:
         problems.sort(key=lambda p: (p.path, p.kind))
         n = len(problems)
         raise VerificationError(f"{bundle}: verification failed: {n} problem{'s' if n != 1 else ''} "
                                 f"(first: {problems[0].kind} {problems[0].path})" if problems else
                                 f"{bundle}: verification failed", problems=tuple(problems))
-    return VerifiedBundle(bundle, manifest, sha256_bytes(sums), fpr, total, _TOKEN)
+    return VerifiedBundle(bundle, manifest, sha256_bytes(sums), fpr, total, _TOKEN, attestations)
+
+
+def check_attestation_files(bundle: Path, keys: Sequence[PublicKey], fpr: str, sums: bytes, listed: dict[str, str],
+                            problems: list[Problem]) -> tuple[tuple[str, str], ...]:
+    """``signatures/*`` (not listed in SHA256SUMS): each must be signed by the key that signed ``sums`` (its
+    fingerprint ``fpr``) and describe this bundle. Adds to ``problems``; returns the status of each."""
+    from airpack.attest import check_attestations  # noqa: PLC0415
+
+    key = next(k for k in keys if fingerprint(k) == fpr)
+
+    found: dict[str, bytes | None] = {}
+    for rel in ATTESTATIONS:
+        try:
+            found[rel] = read_capped(bundle / rel, MAX_ATTESTATION_BYTES)
+        except OSError:
+            found[rel] = None  # absent, or not a regular file (reported by the per-file checks)
+    result = check_attestations(found, key, sums, listed)
+    problems.extend(Problem(kind, path, detail) for kind, path, detail in result.problems)
+    return result.status
 
 
 def check_integrity(bundle: Path, *, workers: int | None = None, reporter: Reporter | None = None) -> Manifest:

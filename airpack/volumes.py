@@ -35,11 +35,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from airpack import verify
 from airpack._fs import atomic_write_bytes, fsync_dir, path_problem
 from airpack.bundle import check_space
 from airpack.errors import UsageError, VerificationError
 from airpack.hashing import BLOCK_SIZE, NotRegularFile, RangeCheck, check_ranges
-from airpack.layout import MANIFEST, SIGNATURE, SUMS
+from airpack.layout import ATTESTATIONS, MANIFEST, SIGNATURE, SUMS
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey
 from airpack.verify import SignedRoot, checks_for, read_capped, require_folder, signed_root, walk_entries
@@ -238,7 +239,8 @@ def _structure_problems(folder: Path, vol: Volume) -> list[str]:
     expected = {p.name for p in vol.pieces} | {*ROOT_FILES, VOLUME_FILE}
     found = walk_entries(folder)
     problems = [f"{rel}: {'not a regular file' if not stat.S_ISREG(mode) else 'not part of the volume'}"
-                for rel, mode in sorted(found.items()) if rel not in expected or not stat.S_ISREG(mode)]
+                for rel, mode in sorted(found.items())
+                if (rel not in expected and rel not in ATTESTATIONS) or not stat.S_ISREG(mode)]
     problems += [f"{name}: missing" for name in sorted(expected - set(found))]
     return problems
 
@@ -258,6 +260,7 @@ def verify_volume(folder: Path, keys: Sequence[PublicKey], *, reporter: Reporter
     """Check one volume on its own: signed root, every piece against it, nothing else in the folder."""
     vol, root = _read_volume(folder, keys)
     problems = _structure_problems(folder, vol)
+    problems += verify.sig_extras(folder, keys, root)  # the volume's copy of signatures/*, checked as in the bundle
     jobs: list[RangeCheck] = []
     for piece in vol.pieces:
         checks = piece_checks(piece, folder / piece.name, root)
@@ -321,7 +324,8 @@ def split_bundle(bundle: Path, keys: Sequence[PublicKey], out: Path, capacity: i
                  reporter: Reporter | None = None) -> list[Volume]:
     """Write the volumes of ``bundle`` into ``out`` (each folder appears whole, with one rename)."""
     root = signed_root(bundle, keys)
-    volumes = plan_volumes(root, capacity, max_file=max_file)
+    carried = sum((bundle / a).stat().st_size for a in ATTESTATIONS if (bundle / a).is_file())  # in each volume
+    volumes = plan_volumes(root, capacity - carried, max_file=max_file)
     if only is not None and not 1 <= only <= len(volumes):
         raise UsageError(f"--volume {only}: this split has {len(volumes)} volume(s)")
     out.mkdir(parents=True, exist_ok=True)
@@ -338,8 +342,7 @@ def split_bundle(bundle: Path, keys: Sequence[PublicKey], out: Path, capacity: i
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
         try:
-            for name in ROOT_FILES:
-                shutil.copyfile(bundle / name, stage / name, follow_symlinks=False)
+            _copy_root(bundle, stage)
             for piece in vol.pieces:
                 dst = stage / piece.name
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -358,6 +361,13 @@ def split_bundle(bundle: Path, keys: Sequence[PublicKey], out: Path, capacity: i
             raise
     reporter.done(progress)
     return volumes
+
+
+def _copy_root(src: Path, dst: Path) -> None:
+    """The signed root, and the ``signatures/*`` a signed bundle carries (each volume has them all)."""
+    for name in (*ROOT_FILES, *(a for a in ATTESTATIONS if (src / a).is_file())):
+        (dst / name).parent.mkdir(exist_ok=True)
+        shutil.copyfile(src / name, dst / name, follow_symlinks=False)
 
 
 # -------------------------------------------------------------------------------------------------- joining
@@ -411,8 +421,7 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
         if not state:
             stage.mkdir(parents=True, exist_ok=True)
             (stage / "bundle").mkdir(exist_ok=True)
-            for name in ROOT_FILES:
-                shutil.copyfile(folder / name, stage / "bundle" / name, follow_symlinks=False)
+            _copy_root(folder, stage / "bundle")
             state = {"sums": vroot.sums_sha256, "count": vol.count}
             count = vol.count
         root = vroot

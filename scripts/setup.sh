@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(docker.io docker-registry skopeo busybox-static file cmake g++ make openssl coreutils docker-compose)
+debs=(docker.io docker-registry skopeo busybox-static file cmake g++ make openssl coreutils docker-compose
+      softhsm2 opensc)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airpack.layout import FORMAT_VERSION, Entry, Manifest, parse_sums, render_sums
+from airpack.layout import ATTESTATIONS, FORMAT_VERSION, Entry, Manifest, parse_sums, render_sums
 from tests import sha256_ref
 
 H = "0123456789abcdef" * 4
@@ -104,7 +104,7 @@ def test_sha256sums_lists_every_file_but_itself_sorted_bytewise(bundle: Path) ->
     assert paths == sorted(paths, key=str.encode)
     assert paths == ["airpack.json", "model/Zeta.json", "model/_meta.json", "model/a.json", "model/config.json",
                      "model/model.safetensors", "model/sub/b.json", "model/tokenizer.json", "sbom/bom.cdx.json"]
-    assert set(paths) == set(_files(bundle)) - {"SHA256SUMS", "SHA256SUMS.sig"}
+    assert set(paths) == set(_files(bundle)) - {"SHA256SUMS", "SHA256SUMS.sig", *ATTESTATIONS}
     for line in lines:
         digest, path = line.split("  ", 1)
         assert digest == hashlib.sha256((bundle / path).read_bytes()).hexdigest()
@@ -116,7 +116,7 @@ def test_sha256sums_lists_every_file_but_itself_sorted_bytewise(bundle: Path) ->
 
 def test_manifest_inventory_matches_the_files(bundle: Path, small_model: Path) -> None:
     m = Manifest.from_json((bundle / "airpack.json").read_bytes())
-    on_disk = set(_files(bundle)) - {"SHA256SUMS", "SHA256SUMS.sig", "airpack.json"}
+    on_disk = set(_files(bundle)) - {"SHA256SUMS", "SHA256SUMS.sig", "airpack.json", *ATTESTATIONS}
     assert {e.path for e in m.files} == on_disk
     for e in m.files:
         data = (bundle / e.path).read_bytes()

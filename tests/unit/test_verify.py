@@ -60,7 +60,8 @@ def test_a_good_bundle(bundle: Path, keys) -> None:
     assert vb.key_fingerprint == keys.ecdsa.pair.fingerprint
     assert vb.sums_sha256 == hashlib.sha256((bundle / "SHA256SUMS").read_bytes()).hexdigest()
     assert vb.total_bytes == sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()
-                                 and not p.name.startswith("SHA256SUMS"))
+                                 and not p.name.startswith("SHA256SUMS") and p.parent.name != "signatures")
+    assert [state.split(" ")[0] for _, state in vb.attestations] == ["verified", "verified"]
     assert vb.manifest.name == "test-model" and vb.path == bundle
 
 
