@@ -1,21 +1,22 @@
-"""``airpack inspect``: what a bundle says it is. This reads ``airpack.json`` without verifying it, and says so."""
+"""``airpack inspect``: what a bundle says it is. This reads ``airpack.json`` without verifying it, and says so:
+capped and never through a link or a FIFO, every string escaped (``airpack.textsafe``), no template rendered."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from airpack._fs import read_capped
 from airpack.errors import UsageError
 from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, Manifest
+from airpack.textsafe import escape_tree
 
 
 def describe_bundle(bundle: Path) -> dict[str, Any]:
     """A summary of the bundle's manifest: name, version, model, files by kind, images, deploy files."""
     path = bundle / MANIFEST
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_MANIFEST_BYTES + 1)
-        manifest = Manifest.from_json(data)
+        manifest = Manifest.from_json(read_capped(path, MAX_MANIFEST_BYTES))
     except FileNotFoundError:
         raise UsageError(f"{bundle}: no {MANIFEST}; not an airpack bundle") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -26,7 +27,7 @@ def describe_bundle(bundle: Path) -> dict[str, Any]:
         k["files"] += 1
         k["bytes"] += e.size
     model = manifest.lock.get("model", {})
-    return {
+    described: dict[str, Any] = escape_tree({  # every field is unverified text from the medium: no control character reaches a terminal
         "verified": False,
         "name": manifest.name,
         "version": manifest.version,
@@ -47,4 +48,5 @@ def describe_bundle(bundle: Path) -> dict[str, Any]:
         "checks": list(manifest.checks),
         "kinds": kinds,
         "totalBytes": sum(e.size for e in manifest.files),
-    }
+    })
+    return described

@@ -7,13 +7,13 @@ that no longer matches its spec is an error ("run airpack lock again"), never a 
 from __future__ import annotations
 
 import json
-import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airpack import __version__
-from airpack._fs import atomic_write_bytes, casefold_collisions, path_problem
+from airpack._fs import atomic_write_bytes, casefold_collisions, path_problem, walk_tree
 from airpack.errors import LockError, SourceError
 from airpack.hashing import FileDigest, hash_file
 from airpack.selection import Excluded, select_files
@@ -208,20 +208,20 @@ def check_lock_matches(lock: Lock, spec: Spec, lock_path: Path) -> None:
 
 
 def list_local_files(folder: Path) -> list[str]:
-    """Every regular file below ``folder`` as a relative POSIX path. Symlinks are refused, not followed."""
+    """Every regular file below ``folder`` as a relative POSIX path. Symlinks are refused, not followed. The
+    walk is iterative: a folder nested thousands deep is listed, not a RecursionError."""
     out: list[str] = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        rel_root = Path(root).relative_to(folder)
-        for name in dirs + files:
-            full = Path(root) / name
-            rel = (rel_root / name).as_posix()
-            if full.is_symlink():
-                if name.startswith(".") or rel.startswith(".git/"):
-                    continue
-                raise SourceError(f"{full}: symbolic links are not followed in a model folder",
-                                  hint="copy the target into the folder, or exclude it")
-        out.extend((rel_root / name).as_posix() for name in files)
-        dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
+    for rel, mode in walk_tree(folder):
+        if stat.S_ISLNK(mode):
+            full = folder / rel
+            if rel.rsplit("/", 1)[-1].startswith(".") or rel.startswith(".git/"):
+                if not full.is_dir():
+                    out.append(rel)
+                continue
+            raise SourceError(f"{full}: symbolic links are not followed in a model folder",
+                              hint="copy the target into the folder, or exclude it")
+        if not stat.S_ISDIR(mode):
+            out.append(rel)
     return out
 
 
