@@ -110,11 +110,13 @@ class FileTooLarge(OSError):
     """A file read whole into memory is larger than its cap."""
 
 
-def open_regular(path: Path) -> int:
-    """Open an untrusted file for reading: never through a final symlink (``O_NOFOLLOW``), never blocking on a
-    FIFO (``O_NONBLOCK``), and only a regular file (``fstat``). ``NotRegularFile`` otherwise."""
+def open_regular(path: Path, *, follow_symlinks: bool = False) -> int:
+    """Open an untrusted file for reading: never through a final symlink (``O_NOFOLLOW``; ``follow_symlinks``
+    for the user's own spec and lock, which may be links), never blocking on a FIFO (``O_NONBLOCK``), and only a
+    regular file (``fstat``). ``NotRegularFile`` otherwise."""
+    nofollow = 0 if follow_symlinks else os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | nofollow | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
             raise NotRegularFile(errno.ELOOP, f"{path}: not a regular file (a symbolic link)") from None
@@ -125,11 +127,11 @@ def open_regular(path: Path) -> int:
     return fd
 
 
-def read_capped(path: Path, cap: int) -> bytes:
+def read_capped(path: Path, cap: int, *, follow_symlinks: bool = False) -> bytes:
     """The one reader of small untrusted files (``SHA256SUMS``, manifests, keys, ``index.json``, deploy files):
     ``open_regular``, then at most ``cap`` bytes. ``FileTooLarge`` when the file holds more (its size is checked
     before reading and the read stops at ``cap + 1`` bytes, so a file that grows meanwhile is caught too)."""
-    fd = open_regular(path)
+    fd = open_regular(path, follow_symlinks=follow_symlinks)
     try:
         if os.fstat(fd).st_size > cap:
             raise FileTooLarge(f"{path.name} is larger than {cap} bytes")

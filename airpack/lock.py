@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from airpack import __version__
-from airpack._fs import atomic_write_bytes, casefold_collisions, path_problem, walk_tree
+from airpack._fs import (
+    FileTooLarge,
+    atomic_write_bytes,
+    casefold_collisions,
+    path_problem,
+    read_capped,
+    walk_tree,
+)
 from airpack.errors import LockError, SourceError
 from airpack.hashing import FileDigest, hash_file
 from airpack.selection import Excluded, select_files
@@ -178,11 +185,13 @@ def write_lock(lock: Lock, path: Path) -> None:
 def read_lock(path: Path) -> Lock:
     """Parse a lock file; malformed content is a ``LockError`` naming the file."""
     try:
-        raw = path.read_bytes()
+        raw = read_capped(path, MAX_LOCK_BYTES, follow_symlinks=True)  # a FIFO or /dev/zero must not hang it
     except FileNotFoundError:
         raise LockError(f"{path}: no lock file", hint="run 'airpack lock' first") from None
-    if len(raw) > MAX_LOCK_BYTES:
-        raise LockError(f"{path}: too large for a lock file")
+    except FileTooLarge:
+        raise LockError(f"{path}: too large for a lock file") from None
+    except OSError as exc:
+        raise LockError(f"{path}: cannot read the lock: {exc.strerror or exc}") from None
     try:
         lock = Lock.from_dict(json.loads(raw))
     except LockError:

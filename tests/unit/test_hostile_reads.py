@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 from airpack._fs import FileTooLarge, NotRegularFile, read_capped, walk_tree
 from airpack.cli import app
-from airpack.errors import KeyFileError, UsageError, VerificationError
+from airpack.errors import KeyFileError, LockError, UsageError, VerificationError
 from airpack.install import audit, host
 from airpack.install.targets_common import read_signed
 from airpack.layout import Entry
-from airpack.lock import list_local_files
+from airpack.lock import list_local_files, read_lock
 from airpack.oci.layout import OciLayout
 from airpack.signing import load_private_key, load_public_key
 from airpack.textsafe import escape, escape_tree
@@ -270,3 +270,14 @@ def test_deeply_nested_unlisted_folders(bundle: Path, keys, tmp_path: Path, deep
     model.mkdir()
     deep(model)
     assert list_local_files(model) == ["/".join(["d"] * DEPTH + ["leaf"])]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+def test_a_hostile_spec_or_lock_does_not_hang(tmp_path: Path, kind: str) -> None:
+    for name in ("airpack.yaml", "airpack.lock"):
+        _hostile(tmp_path / name, kind)
+    code, _, err = cli("lock", tmp_path / "airpack.yaml")
+    assert code == 2 and "airpack.yaml" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(LockError, match=r"airpack\.lock"):
+        read_lock(tmp_path / "airpack.lock")
