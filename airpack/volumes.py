@@ -454,21 +454,26 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
         root = signed_root(stage / "bundle", keys)
     missing = missing_files(root, done)
     complete = not missing
-    if complete:
-        _finish(stage, root, unchecked, out)
+    if complete and (bad := _finish(stage, root, unchecked, out)):  # none of their bytes count as proven now
+        seen -= {i for t, i in origin.items() if t[0] in bad}
+        state.update(done=sorted(s for s in done if s[0] not in bad), unchecked=sorted(unchecked - set(bad)),
+                     volumes=sorted(seen), origin=[[*t, i] for t, i in origin.items() if t[0] not in bad])
+        atomic_write_bytes(state_path, json.dumps(state).encode())
+        raise VerificationError(f"{bad[0]}: joined bytes do not match the signed bundle",
+                                hint="join the volumes that hold it again")
     missing_vols = tuple(i for i in range(1, count + 1) if i not in seen) if not complete else ()
     return JoinResult(out, complete, tuple(sorted(seen)), count, missing_vols, added, len(missing))
 
 
-def _finish(stage: Path, root: SignedRoot, unchecked: set[str], out: Path) -> None:
+def _finish(stage: Path, root: SignedRoot, unchecked: set[str], out: Path) -> list[str]:
+    """Check the files joined from pieces not provable alone, then publish; the files that failed, if any."""
     bundle = stage / "bundle"
     if unchecked:
         jobs = [j for rel in sorted(unchecked) for j in checks_for(bundle / rel, rel, root.entries[rel].size,
                                                                   root.listed[rel], root.entries.get(rel))]
-        bad = [k for k, ok in check_ranges(jobs).items() if not ok]
-        if bad:
-            raise VerificationError(f"{bad[0]}: joined bytes do not match the signed bundle",
-                                    hint=f"remove {stage} and join the volumes again")
+        if bad := sorted(k for k, ok in check_ranges(jobs).items() if not ok):
+            return bad
     bundle.replace(out)
     fsync_dir(out.parent)
     shutil.rmtree(stage, ignore_errors=True)
+    return []

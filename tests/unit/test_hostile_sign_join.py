@@ -159,6 +159,29 @@ def test_a_forged_piece_leaves_no_proven_bytes_behind(split: list[Path], keys, t
     verify_bundle(out, [keys.ecdsa.public])
 
 
+@pytest.mark.timeout(120)
+def test_forged_pieces_that_cannot_be_proved_alone_are_dropped_with_their_file(split: list[Path], keys,
+                                                                               tmp_path: Path) -> None:
+    vols = [Volume.from_json((v / VOLUME_FILE).read_bytes(), str(v)) for v in split]
+    big = next(p for v in vols for p in v.pieces if not p.whole)
+    forged = tmp_path / split[0].name
+    shutil.copytree(split[0], forged)
+    doc = json.loads((forged / VOLUME_FILE).read_text())
+    for k, (off, length) in enumerate(((0, big.size - 1), (big.size - 1, 1))):  # off chunk boundaries
+        name = f"{big.file}.part{900 + k}"
+        doc["pieces"].append({"file": big.file, "offset": off, "length": length, "size": big.size, "name": name})
+        (forged / name).write_bytes(os.urandom(length))
+    (forged / VOLUME_FILE).write_text(json.dumps(doc))
+    out = tmp_path / "joined"
+    assert not join_volumes(split[1:], [keys.ecdsa.public], out).complete
+    with pytest.raises(VerificationError, match="joined bytes do not match the signed bundle"):
+        join_volumes([forged], [keys.ecdsa.public], out)  # every byte "in", the whole-file check fails
+    assert not out.exists()
+    r = join_volumes(split, [keys.ecdsa.public], out)  # the file's pieces are owed again, and copied again
+    assert r.complete
+    verify_bundle(out, [keys.ecdsa.public])
+
+
 @pytest.mark.timeout(60)
 def test_join_out_inside_a_source_volume_is_refused(split: list[Path], keys, tmp_path: Path) -> None:
     vol = tmp_path / split[0].name
