@@ -19,6 +19,7 @@ from airpack._fs import FileTooLarge, NotRegularFile, read_capped, walk_tree
 from airpack.cli import app
 from airpack.errors import KeyFileError, LockError, UsageError, VerificationError
 from airpack.install import audit, host
+from airpack.install.doctor import Check
 from airpack.install.targets_common import read_signed
 from airpack.layout import Entry
 from airpack.lock import list_local_files, read_lock
@@ -82,6 +83,8 @@ def test_escape_makes_every_control_visible_and_is_idempotent() -> None:
     assert escape_tree({"k\x07": ["\x1b", ("\x00",)], "n": 1}) == {"k\\x07": ["\\x1b", ["\\x00"]], "n": 1}
     assert str(UsageError(f"bad {SPOOF}", hint="\x1b]0;title\x07")).isprintable()
     assert Problem("extra", SPOOF, SPOOF).path == escape(SPOOF)
+    assert Check("arch", "fail", SPOOF, SPOOF).to_dict() == {"name": "arch", "status": "fail",
+                                                             "detail": escape(SPOOF), "fix": escape(SPOOF)}
 
 
 @pytest.mark.timeout(60)
