@@ -340,10 +340,10 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
         if show_diff and not key:
             raise UsageError("--show-diff renders the bundle's deploy files: give --key to check them first")
         d = describe_bundle(bundle)
-        if key and (show_diff or as_json):  # templates are rendered only from signed, checked bytes
+        if show_diff or as_json:  # templates are rendered only from signed, checked bytes (else: none)
             from airpack.install.targets import bundle_deploy_diff  # noqa: PLC0415
 
-            d["deployDiff"] = bundle_deploy_diff(bundle, _trusted(key)) if d["deploy"] else {}
+            d["deployDiff"] = bundle_deploy_diff(bundle, _trusted(key)) if d["deploy"] and key else {}
         return d
 
     def render(d: dict[str, Any]) -> None:
