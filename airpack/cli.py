@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from airpack import __version__
-from airpack.errors import EXIT_ERROR, EXIT_OK, AirpackError, VerificationError
+from airpack.errors import EXIT_ERROR, EXIT_OK, AirpackError, UsageError, VerificationError
 from airpack.progress import Advance, Reporter, Silent
 from airpack.textsafe import escape
 
@@ -335,16 +335,9 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
     from airpack.describe import describe_bundle  # noqa: PLC0415
 
     def describe() -> dict[str, Any]:
-        from airpack.errors import UsageError  # noqa: PLC0415
-
         if show_diff and not key:
             raise UsageError("--show-diff renders the bundle's deploy files: give --key to check them first")
-        d = describe_bundle(bundle)
-        if show_diff or as_json:  # templates are rendered only from signed, checked bytes (else: none)
-            from airpack.install.targets import bundle_deploy_diff  # noqa: PLC0415
-
-            d["deployDiff"] = bundle_deploy_diff(bundle, _trusted(key)) if d["deploy"] and key else {}
-        return d
+        return describe_bundle(bundle, _trusted(key or []), diff=show_diff or as_json)
 
     def render(d: dict[str, Any]) -> None:
         err.print(f"{d['name']} {d['version']} (created {d['created']}, airpack {d['airpackVersion']}, "
@@ -402,17 +395,11 @@ def _print_checks(checks: list[dict[str, Any]]) -> None:
 
 
 def _doctor_impl(bundle: Path | None, prefix: Path | None, as_json: bool) -> dict[str, Any]:
-    from airpack._fs import read_capped  # noqa: PLC0415
-    from airpack.errors import InstallError, UsageError  # noqa: PLC0415
+    from airpack.describe import unverified_manifest  # noqa: PLC0415
+    from airpack.errors import InstallError  # noqa: PLC0415
     from airpack.install.doctor import doctor as run_doctor  # noqa: PLC0415
-    from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, Manifest  # noqa: PLC0415
 
-    manifest = None
-    if bundle is not None:
-        try:
-            manifest = Manifest.from_json(read_capped(bundle / MANIFEST, MAX_MANIFEST_BYTES))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{bundle}: not a readable bundle ({exc})") from None
+    manifest = unverified_manifest(bundle) if bundle is not None else None  # capped, no link, no FIFO
     where = prefix or Path("/opt/airpack") / (manifest.name if manifest else "")
     report = run_doctor(where, manifest, bundle).to_dict()
     if not report["ok"]:
