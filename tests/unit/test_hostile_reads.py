@@ -23,6 +23,7 @@ from airpack.install.doctor import Check
 from airpack.install.targets_common import read_signed
 from airpack.layout import Entry
 from airpack.lock import list_local_files, read_lock
+from airpack.oci.archive import _stream_blob
 from airpack.oci.layout import OciLayout
 from airpack.signing import load_private_key, load_public_key
 from airpack.textsafe import escape, escape_tree
@@ -159,6 +160,13 @@ def test_a_hostile_oci_index_and_deploy_file(tmp_path: Path, kind: str) -> None:
     _hostile(tmp_path / "images" / "index.json", kind)
     with pytest.raises(VerificationError, match=r"index\.json"):
         OciLayout(tmp_path / "images").read_index()
+    layout, digest = OciLayout(tmp_path / "images"), "sha256:" + "ab" * 32
+    layout.blob_path(digest).parent.mkdir(parents=True)
+    _hostile(layout.blob_path(digest), kind)
+    with pytest.raises(VerificationError, match="blob"):  # as docker load and push stream it
+        b"".join(_stream_blob(layout, digest, 10, None))
+    with pytest.raises(VerificationError):
+        layout.read_blob(digest)
     (tmp_path / "deploy").mkdir()
     _hostile(tmp_path / "deploy" / "compose.yaml", kind)
     entry = Entry("deploy/compose.yaml", 10, "0" * 64, "deploy")
