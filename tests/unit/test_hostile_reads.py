@@ -5,6 +5,7 @@ traceback, and the bundle and the prefix left as they were."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,9 +18,11 @@ from typer.testing import CliRunner
 
 from airpack._fs import FileTooLarge, NotRegularFile, read_capped, walk_tree
 from airpack.cli import app
+from airpack.describe import unverified_manifest
 from airpack.errors import KeyFileError, LockError, UsageError, VerificationError
 from airpack.install import audit, host
 from airpack.install.doctor import Check
+from airpack.install.facts import bundle_needs
 from airpack.install.targets_common import read_signed
 from airpack.layout import Entry
 from airpack.lock import list_local_files, read_lock
@@ -172,6 +175,18 @@ def test_a_hostile_oci_index_and_deploy_file(tmp_path: Path, kind: str) -> None:
     entry = Entry("deploy/compose.yaml", 10, "0" * 64, "deploy")
     with pytest.raises(VerificationError, match="changed since it was verified"):
         read_signed(tmp_path, entry)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+def test_doctor_reads_the_runtime_image_config_capped(bundle: Path, kind: str) -> None:
+    manifest = unverified_manifest(bundle)
+    hexd = "cd" * 32
+    manifest = dataclasses.replace(manifest, spec={**manifest.spec, "target": {"gpus": 1}},
+                                   images=({"role": "runtime", "configDigest": f"sha256:{hexd}"},))
+    (bundle / "images" / "blobs" / "sha256").mkdir(parents=True)
+    _hostile(bundle / "images" / "blobs" / "sha256" / hexd, kind)
+    assert bundle_needs(manifest, bundle).cuda is None  # unreadable: no CUDA claim, and no hang
 
 
 @pytest.mark.timeout(30)
