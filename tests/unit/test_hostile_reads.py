@@ -31,6 +31,7 @@ from airpack.oci.layout import OciLayout
 from airpack.signing import load_private_key, load_public_key
 from airpack.textsafe import escape, escape_tree
 from airpack.verify import Problem, check_integrity, verify_bundle
+from airpack.volumes import split_bundle
 
 CHUNK = 256 * 1024
 TB = 1 << 40
@@ -307,3 +308,30 @@ def test_a_hostile_spec_or_lock_does_not_hang(tmp_path: Path, kind: str) -> None
     assert code == 2 and "airpack.yaml" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(LockError, match=r"airpack\.lock"):
         read_lock(tmp_path / "airpack.lock")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+@pytest.mark.parametrize("name", ["SHA256SUMS", "SHA256SUMS.sig", "airpack.json", "model/config.json"])
+def test_verify_ends_at_once_on_a_hostile_file_anywhere(bundle: Path, keys, name: str, kind: str) -> None:
+    _hostile(bundle / name, kind)
+    before = _snapshot(bundle)
+    code, out, _ = cli("verify", bundle, "--key", keys.ecdsa.pub, "--json")
+    doc = json.loads(out)
+    assert code == 3 and doc["exitCode"] == 3 and doc["problems"] and "\n" not in doc["error"]
+    assert any(p["path"] == name for p in doc["problems"])
+    assert _snapshot(bundle) == before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+def test_a_hostile_volume_file_ends_verify_and_join_at_once(bundle: Path, keys, tmp_path: Path, kind: str) -> None:
+    (vol,) = split_bundle(bundle, [keys.ecdsa.public], tmp_path / "v", 10**9)
+    folder = tmp_path / "v" / vol.folder_name
+    _hostile(folder / "airpack-volume.json", kind)
+    before = _snapshot(folder)
+    code, _, err = cli("verify", folder, "--key", keys.ecdsa.pub)
+    assert code == 3 and "Traceback" not in err
+    code, _, err = cli("join", folder, "--key", keys.ecdsa.pub, "--out", tmp_path / "joined")
+    assert code == 3 and "airpack-volume.json" in err and not (tmp_path / "joined").exists()
+    assert _snapshot(folder) == before
