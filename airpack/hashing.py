@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from airpack import sha256_state
+from airpack import _fs, sha256_state
 from airpack._fs import IO_BLOCK, open_regular
 from airpack.errors import AirpackError
 from airpack.sha256_state import Sha256State
@@ -29,6 +29,7 @@ CHUNK_SIZE = 64 * 1024 * 1024
 BLOCK_SIZE = IO_BLOCK
 
 _PIECE = 4 * 1024 * 1024  # the most one queued item makes the hasher read (bounds a sink's memory)
+NotRegularFile = _fs.NotRegularFile  # defined in airpack._fs (the one reader); still importable from here
 _WAIT = 0.5  # seconds between checks that the hasher thread is still alive, while its queue is full
 
 Progress = Callable[[int], None]
