@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +100,64 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` atomically (readers see the old or the new file, never a mix)."""
     with atomic_writer(path, mode) as fh:
         fh.write(data)
+
+
+class NotRegularFile(OSError):
+    """A path that must be a regular file is a link, a FIFO, a device or a folder."""
+
+
+class FileTooLarge(OSError):
+    """A file read whole into memory is larger than its cap."""
+
+
+def open_regular(path: Path, *, follow_symlinks: bool = False) -> int:
+    """Open an untrusted file for reading: never through a final symlink (``O_NOFOLLOW``; ``follow_symlinks``
+    for the user's own spec and lock, which may be links), never blocking on a FIFO (``O_NONBLOCK``), and only a
+    regular file (``fstat``). ``NotRegularFile`` otherwise."""
+    nofollow = 0 if follow_symlinks else os.O_NOFOLLOW
+    try:
+        fd = os.open(path, os.O_RDONLY | nofollow | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            raise NotRegularFile(errno.ELOOP, f"{path}: not a regular file (a symbolic link)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(f"{path}: not a regular file")
+    return fd
+
+
+def read_capped(path: Path, cap: int, *, follow_symlinks: bool = False) -> bytes:
+    """The one reader of small untrusted files (``SHA256SUMS``, manifests, keys, ``index.json``, deploy files):
+    ``open_regular``, then at most ``cap`` bytes. ``FileTooLarge`` when the file holds more (its size is checked
+    before reading and the read stops at ``cap + 1`` bytes, so a file that grows meanwhile is caught too)."""
+    fd = open_regular(path, follow_symlinks=follow_symlinks)
+    try:
+        if os.fstat(fd).st_size > cap:
+            raise FileTooLarge(f"{path.name} is larger than {cap} bytes")
+        parts: list[bytes] = []
+        got = 0
+        while got <= cap and (block := os.read(fd, min(IO_BLOCK, cap + 1 - got))):
+            parts.append(block)
+            got += len(block)
+        if got > cap:
+            raise FileTooLarge(f"{path.name} is larger than {cap} bytes")
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def walk_tree(root: Path) -> Iterator[tuple[str, int]]:
+    """Every entry below ``root`` as (``/``-separated relative path, ``st_mode`` from lstat), folders included,
+    links never followed. Iterative (an explicit stack): a hostile tree thousands of folders deep cannot exhaust
+    the interpreter's recursion limit."""
+    stack: list[str] = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(root / rel_dir if rel_dir else root) as it:
+            entries = sorted((e.name, e.stat(follow_symlinks=False).st_mode) for e in it)
+        for name, mode in entries:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            yield rel, mode
+            if stat.S_ISDIR(mode):
+                stack.append(rel)

@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from airpack import __version__
-from airpack.errors import EXIT_ERROR, EXIT_OK, AirpackError, VerificationError
+from airpack.errors import EXIT_ERROR, EXIT_OK, AirpackError, UsageError, VerificationError
 from airpack.progress import Advance, Reporter, Silent
+from airpack.textsafe import escape
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Carry LLMs into air-gapped networks as one signed, verifiable bundle.")
@@ -84,7 +85,7 @@ def _run(command: str, as_json: bool, fn: Callable[[], T], render: Callable[[T],
         raise typer.Exit(130) from None
     except OSError as exc:  # disk full, media pulled out: one line, never a traceback
         where = f"{exc.filename}: " if exc.filename else ""
-        msg = f"{where}{exc.strerror or exc}"
+        msg = escape(f"{where}{exc.strerror or exc}")  # a file name from a bundle or volume may hold controls
         if as_json:
             _emit_json(command, EXIT_ERROR, None, error=msg)
         else:
@@ -201,28 +202,30 @@ def build(
          render)
 
 
-def _sign_impl(bundle: Path, key_path: Path, passphrase_env: str | None, progress: bool) -> dict[str, Any]:
-    from airpack.bundle import write_sums_and_sign  # noqa: PLC0415
+def _sign_impl(bundle: Path, key_path: Path, passphrase_env: str | None, force: bool, pubs: list[Path],
+               progress: bool) -> dict[str, Any]:
+    from airpack.bundle_sign import sign_bundle  # noqa: PLC0415
     from airpack.keys import load_signing_key  # noqa: PLC0415
-    from airpack.layout import SUMS  # noqa: PLC0415
-    from airpack.verify import check_integrity  # noqa: PLC0415
 
     key = load_signing_key(key_path, passphrase_env=passphrase_env)
     with _reporter(progress) as reporter:
-        manifest = check_integrity(bundle, reporter=reporter)
-    sums = (bundle / SUMS).read_bytes()
-    fpr = write_sums_and_sign(bundle, sums, key, manifest=manifest)
-    return {"bundle": str(bundle), "signed_by": fpr}
+        r = sign_bundle(bundle, key, force=force, known=_trusted(pubs), reporter=reporter)
+    return {"bundle": str(r.bundle), "signed_by": r.key_fingerprint, "sums_sha256": r.sums_sha256,
+            "replaced": r.replaced}
 
 
 @app.command()
 def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", help="Private key (PEM file or pkcs11: "
                                                                "URI).")],
          passphrase_env: Annotated[str | None, typer.Option("--passphrase-env")] = None,
+         force: Annotated[bool, typer.Option("--force", help="Replace an existing signature.")] = False,
+         pub: Annotated[list[Path] | None, typer.Option("--pub", help="Public key (PEM) to name the signer of an "
+                                                        "existing signature by; repeatable.")] = None,
          as_json: JsonOpt = False) -> None:
     """Sign a built bundle (after checking every file against its SHA256SUMS)."""
-    _run("sign", as_json, lambda: _sign_impl(bundle, key, passphrase_env, not as_json),
-         lambda r: err.print(f"signed {r['bundle']} with {r['signed_by']}", markup=False))
+    _run("sign", as_json, lambda: _sign_impl(bundle, key, passphrase_env, force, pub or [], not as_json),
+         lambda r: err.print(f"signed {r['bundle']} with {r['signed_by']}" + (
+             f" (replaced a signature by {r['replaced']})" if r["replaced"] else ""), markup=False))
 
 
 def _trusted(keys: list[Path]) -> list[Any]:
@@ -328,18 +331,17 @@ def join(volumes: Annotated[list[Path], typer.Argument(help="Volume folders (any
 
 @app.command()
 def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
-        "--show-diff", help="Show how install changes the deploy files (host parameters).")] = False,
+        "--show-diff", help="Show how install changes the deploy files (host parameters); needs --key.")] = False,
+            key: Annotated[list[Path] | None, typer.Option("--key", help="Trusted public key (PEM): the deploy "
+                                                           "files are rendered only once signed.")] = None,
             as_json: JsonOpt = False) -> None:
     """Show what a bundle says it contains (unverified: run 'airpack verify' to prove it)."""
     from airpack.describe import describe_bundle  # noqa: PLC0415
 
     def describe() -> dict[str, Any]:
-        d = describe_bundle(bundle)
-        if show_diff or as_json:
-            from airpack.install.targets import bundle_deploy_diff  # noqa: PLC0415
-
-            d["deployDiff"] = bundle_deploy_diff(bundle) if d["deploy"] else {}
-        return d
+        if show_diff and not key:
+            raise UsageError("--show-diff renders the bundle's deploy files: give --key to check them first")
+        return describe_bundle(bundle, _trusted(key or []), diff=show_diff or as_json)
 
     def render(d: dict[str, Any]) -> None:
         err.print(f"{d['name']} {d['version']} (created {d['created']}, airpack {d['airpackVersion']}, "
@@ -399,16 +401,11 @@ def _print_checks(checks: list[dict[str, Any]]) -> None:
 
 
 def _doctor_impl(bundle: Path | None, prefix: Path | None, as_json: bool) -> dict[str, Any]:
-    from airpack.errors import InstallError, UsageError  # noqa: PLC0415
+    from airpack.describe import unverified_manifest  # noqa: PLC0415
+    from airpack.errors import InstallError  # noqa: PLC0415
     from airpack.install.doctor import doctor as run_doctor  # noqa: PLC0415
-    from airpack.layout import MANIFEST, Manifest  # noqa: PLC0415
 
-    manifest = None
-    if bundle is not None:
-        try:
-            manifest = Manifest.from_json((bundle / MANIFEST).read_bytes())
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{bundle}: not a readable bundle ({exc})") from None
+    manifest = unverified_manifest(bundle) if bundle is not None else None  # capped, no link, no FIFO
     where = prefix or Path("/opt/airpack") / (manifest.name if manifest else "")
     report = run_doctor(where, manifest, bundle).to_dict()
     if not report["ok"]:
@@ -474,7 +471,7 @@ def _verified_for(prefix: Path) -> Callable[[Path, list[Path], Reporter], Any]:
         except VerificationError as exc:
             from airpack.install.audit import failed_verification  # noqa: PLC0415
 
-            failed_verification(prefix, bundle, str(exc))
+            failed_verification(prefix, bundle, str(exc), exc.sums_sha256)
             raise
 
     return verify

@@ -1,32 +1,43 @@
-"""``airpack inspect``: what a bundle says it is. This reads ``airpack.json`` without verifying it, and says so."""
+"""``airpack inspect``: what a bundle says it is. This reads ``airpack.json`` without verifying it, and says so:
+capped and never through a link or a FIFO, every string escaped (``airpack.textsafe``), no template rendered."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from airpack._fs import read_capped
 from airpack.errors import UsageError
 from airpack.layout import ATTESTATIONS, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, Manifest
+from airpack.signing import PublicKey
+from airpack.textsafe import escape_tree
 
 
-def describe_bundle(bundle: Path) -> dict[str, Any]:
-    """A summary of the bundle's manifest: name, version, model, files by kind, images, deploy files."""
+def unverified_manifest(bundle: Path) -> Manifest:
+    """``airpack.json`` as found (for ``inspect`` and ``doctor BUNDLE``): read capped, never through a link or a
+    FIFO; a ``UsageError`` when it is not there or not a manifest."""
     path = bundle / MANIFEST
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_MANIFEST_BYTES + 1)
-        manifest = Manifest.from_json(data)
+        return Manifest.from_json(read_capped(path, MAX_MANIFEST_BYTES))
     except FileNotFoundError:
         raise UsageError(f"{bundle}: no {MANIFEST}; not an airpack bundle") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{path}: unreadable bundle manifest: {exc}") from None
+
+
+def describe_bundle(bundle: Path, keys: Sequence[PublicKey] = (), *, diff: bool = False) -> dict[str, Any]:
+    """A summary of the bundle's manifest: name, version, model, files by kind, images, deploy files; with
+    ``diff``, ``deployDiff`` too: per target, how install changes the deploy files, rendered only once the
+    signature (by one of ``keys``), ``airpack.json`` and each deploy file check out (empty without ``keys``)."""
+    manifest = unverified_manifest(bundle)
     kinds: dict[str, dict[str, int]] = {}
     for e in manifest.files:
         k = kinds.setdefault(e.kind, {"files": 0, "bytes": 0})
         k["files"] += 1
         k["bytes"] += e.size
     model = manifest.lock.get("model", {})
-    return {
+    described: dict[str, Any] = escape_tree({  # unverified text from the medium: no control character passes
         "verified": False,
         "name": manifest.name,
         "version": manifest.version,
@@ -48,13 +59,18 @@ def describe_bundle(bundle: Path) -> dict[str, Any]:
         "kinds": kinds,
         "totalBytes": sum(e.size for e in manifest.files),
         "attestations": _attestations(bundle),
-    }
+    })
+    if diff:
+        from airpack.install.targets import bundle_deploy_diff  # noqa: PLC0415 - install code only when asked
+
+        described["deployDiff"] = bundle_deploy_diff(bundle, keys) if described["deploy"] and keys else {}
+    return described
 
 
 def _attestations(bundle: Path) -> dict[str, dict[str, object]]:
     """``signatures/*`` as they read (unverified): OMS model signature, SLSA provenance."""
     from airpack.attest import describe_attestations  # noqa: PLC0415
-    from airpack.verify import MAX_ATTESTATION_BYTES, read_capped  # noqa: PLC0415
+    from airpack.verify import MAX_ATTESTATION_BYTES  # noqa: PLC0415
 
     found: dict[str, bytes | None] = {}
     for rel in ATTESTATIONS:

@@ -6,6 +6,8 @@ Exit codes (documented in the README, mapped to the process exit status in ``cli
 
 from __future__ import annotations
 
+from airpack.textsafe import escape
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -14,11 +16,16 @@ EXIT_HEALTH = 4
 
 
 class AirpackError(Exception):
-    """Base class: ``str(err)`` is one line that says what went wrong, where, and what to do next."""
+    """Base class: ``str(err)`` is one line that says what went wrong, where, and what to do next.
+
+    Messages often quote names from a bundle, volume, spec or lock: every control and non-printable character
+    is escaped here (``airpack.textsafe``), where text enters a message, so no caller can forget it."""
 
     exit_code = EXIT_ERROR
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = escape(message)
+        hint = escape(hint) if hint is not None else None
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -75,14 +82,22 @@ class SignError(AirpackError):
     """Signing refused: the bundle is not internally consistent or the key is unusable."""
 
 
+class AlreadySignedError(SignError):
+    """The bundle already carries a signature and ``--force`` was not given: the user's choice to make."""
+
+    exit_code = EXIT_USAGE
+
+
 class VerificationError(AirpackError):
     """The bundle is not what was signed. ``problems`` lists every problem found, not just the first."""
 
     exit_code = EXIT_VERIFY
 
-    def __init__(self, message: str, *, problems: tuple[object, ...] = (), hint: str | None = None) -> None:
+    def __init__(self, message: str, *, problems: tuple[object, ...] = (), hint: str | None = None,
+                 sums_sha256: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.problems = problems
+        self.sums_sha256 = sums_sha256  # of the SHA256SUMS bytes verification read, when it got that far
 
 
 class InstallError(AirpackError):

@@ -10,11 +10,9 @@ hashlib and the ctypes calls release the GIL while hashing, so plain threads sca
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import queue
-import stat
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,14 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from airpack import sha256_state
-from airpack._fs import IO_BLOCK
+from airpack import _fs, sha256_state
+from airpack._fs import IO_BLOCK, open_regular
+from airpack.errors import AirpackError
 from airpack.sha256_state import Sha256State
 
 CHUNK_SIZE = 64 * 1024 * 1024
 BLOCK_SIZE = IO_BLOCK
 
 _PIECE = 4 * 1024 * 1024  # the most one queued item makes the hasher read (bounds a sink's memory)
+NotRegularFile = _fs.NotRegularFile  # defined in airpack._fs (the one reader); still importable from here
+_WAIT = 0.5  # seconds between checks that the hasher thread is still alive, while its queue is full
 
 Progress = Callable[[int], None]
 
@@ -75,10 +76,34 @@ class DigestSink:
         self._whole_hex = ""
         # A bounded queue keeps memory flat: at most 8 pieces of at most 4 MiB wait for the hasher.
         self._q: queue.Queue[tuple[bytes, int, int] | None] = queue.Queue(maxsize=8)
-        target = self._chain_worker if sha256_state.AVAILABLE else self._plain_worker
-        self._thread = threading.Thread(target=target, daemon=True)
+        self._error: BaseException | None = None
+        self._target = self._chain_worker if sha256_state.AVAILABLE else self._plain_worker
+        self._thread = threading.Thread(target=self._guarded, daemon=True)
         self._thread.start()
         self._closed = False
+
+    def _guarded(self) -> None:
+        """The hasher thread: a failure is kept for the caller's thread, which stops waiting on the queue."""
+        try:
+            self._target()
+        except BaseException as exc:  # noqa: BLE001 - handed over to the caller's thread by _put/close
+            self._error = exc
+
+    def _dead(self) -> AirpackError:
+        why = f"{type(self._error).__name__}: {self._error}" if self._error else "it exited"
+        return AirpackError(f"the hashing thread stopped ({why}); stopped the copy with it")
+
+    def _put(self, item: tuple[bytes, int, int] | None) -> None:
+        """Queue ``item`` for the hasher, waiting at most while it is alive: a dead hasher is an error at once,
+        never a wait forever on a full queue."""
+        while True:
+            if self._error is not None or not self._thread.is_alive():
+                raise self._dead()
+            try:
+                self._q.put(item, timeout=_WAIT)
+                return
+            except queue.Full:
+                continue
 
     def _chain_worker(self) -> None:
         h = Sha256State()
@@ -104,39 +129,21 @@ class DigestSink:
     def update(self, data: bytes) -> None:
         """Hash ``data`` (immutable bytes: the hasher reads them after this returns)."""
         for start in range(0, len(data), _PIECE):
-            self._q.put((data, start, min(len(data), start + _PIECE)))
+            self._put((data, start, min(len(data), start + _PIECE)))
         self._size += len(data)
 
     def close(self) -> FileDigest:
         """Finish and return the digests (idempotent)."""
         if not self._closed:
-            self._q.put(None)
+            self._put(None)
             self._thread.join()
+            if self._error is not None:
+                raise self._dead()
             self._closed = True
         if self._size <= self._chunk_size or not sha256_state.AVAILABLE:
             return FileDigest(self._size, self._whole_hex, self._chunk_size, ())
         chain = tuple(self._chain[: chunk_count(self._size, self._chunk_size) - 1])
         return FileDigest(self._size, self._whole_hex, self._chunk_size, chain)
-
-
-class NotRegularFile(OSError):
-    """A path that must be a regular file is a link, a FIFO, a device or a folder."""
-
-
-def _open_regular(path: Path) -> int:
-    """Open for reading without following a final symlink, and insist on a regular file."""
-    # O_NONBLOCK: opening a FIFO for reading would otherwise block until a writer appears (no effect on files).
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-                     | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
-            raise NotRegularFile(errno.ELOOP, f"{path}: not a regular file (a symbolic link)") from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise NotRegularFile(f"{path}: not a regular file")
-    return fd
 
 
 def _advise_sequential(fd: int) -> None:
@@ -150,20 +157,31 @@ def hash_file(path: Path, *, chunk_size: int = CHUNK_SIZE, progress: Progress | 
 
 
 def copy_and_hash(
-    src: Path, dst: BinaryIO | None, *, chunk_size: int = CHUNK_SIZE, progress: Progress | None = None
+    src: Path, dst: BinaryIO | None, *, chunk_size: int = CHUNK_SIZE, progress: Progress | None = None,
+    limit: int | None = None,
 ) -> FileDigest:
-    """Copy ``src`` into the open file ``dst`` (None: only hash), hashing the bytes as they pass (one read)."""
-    fd = _open_regular(src)
+    """Copy ``src`` into the open file ``dst`` (None: only hash), hashing the bytes as they pass (one read).
+
+    ``limit``: read, write and hash at most that many bytes (a signed size); when the file holds more, one byte
+    beyond is read to tell, nothing more, and the result's ``size`` is ``limit + 1`` (so it matches no signed
+    size): a file swapped for a larger or sparse one never fills the destination's disk."""
+    fd = open_regular(src)
     try:
         _advise_sequential(fd)
         sink = DigestSink(chunk_size)
-        while block := os.read(fd, BLOCK_SIZE):
+        left = -1 if limit is None else limit
+        while left and (block := os.read(fd, BLOCK_SIZE if left < 0 else min(BLOCK_SIZE, left))):
             if dst is not None:
                 dst.write(block)
             sink.update(block)
             if progress:
                 progress(len(block))
-        return sink.close()
+            if left > 0:
+                left -= len(block)
+        digest = sink.close()
+        if limit is not None and not left and os.read(fd, 1):
+            return FileDigest(limit + 1, digest.sha256, digest.chunk_size, digest.chain)
+        return digest
     finally:
         os.close(fd)
 
@@ -217,7 +235,7 @@ def chain_checks(path: Path, key: str, size: int, sha256: str, chunk_size: int,
 
 
 def _hash_range(job: RangeCheck, progress: Progress | None) -> bool:
-    fd = _open_regular(job.path)
+    fd = open_regular(job.path)
     try:
         _advise_sequential(fd)
         h = job.hasher()

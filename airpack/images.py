@@ -7,9 +7,11 @@ engine instead of a registry: for images built locally that were never pushed.
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
+from airpack._fs import walk_tree
 from airpack.errors import FetchError, SourceError
 from airpack.hashing import FileDigest, hash_file
 from airpack.layout import IMAGES_DIR
@@ -110,8 +112,9 @@ def _layout_digests(bundle: Path, layout: Path, known: dict[str, FileDigest]) ->
     hash to their names."""
     digests: dict[str, FileDigest] = {}
     blobs = layout / "blobs" / "sha256"
-    for path in sorted(layout.rglob("*")):
-        if not path.is_file():
+    for rel, mode in sorted(walk_tree(layout)):  # iterative, links not followed
+        path = layout / rel
+        if not stat.S_ISREG(mode):
             continue
         if path.name.startswith("."):
             path.unlink()  # a temporary file of a run that was killed (see OciLayout.staging): never bundled

@@ -7,13 +7,20 @@ that no longer matches its spec is an error ("run airpack lock again"), never a 
 from __future__ import annotations
 
 import json
-import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airpack import __version__
-from airpack._fs import atomic_write_bytes, casefold_collisions, path_problem
+from airpack._fs import (
+    FileTooLarge,
+    atomic_write_bytes,
+    casefold_collisions,
+    path_problem,
+    read_capped,
+    walk_tree,
+)
 from airpack.errors import LockError, SourceError
 from airpack.hashing import FileDigest, hash_file
 from airpack.selection import Excluded, select_files
@@ -178,11 +185,13 @@ def write_lock(lock: Lock, path: Path) -> None:
 def read_lock(path: Path) -> Lock:
     """Parse a lock file; malformed content is a ``LockError`` naming the file."""
     try:
-        raw = path.read_bytes()
+        raw = read_capped(path, MAX_LOCK_BYTES, follow_symlinks=True)  # a FIFO or /dev/zero must not hang it
     except FileNotFoundError:
         raise LockError(f"{path}: no lock file", hint="run 'airpack lock' first") from None
-    if len(raw) > MAX_LOCK_BYTES:
-        raise LockError(f"{path}: too large for a lock file")
+    except FileTooLarge:
+        raise LockError(f"{path}: too large for a lock file") from None
+    except OSError as exc:
+        raise LockError(f"{path}: cannot read the lock: {exc.strerror or exc}") from None
     try:
         lock = Lock.from_dict(json.loads(raw))
     except LockError:
@@ -208,20 +217,20 @@ def check_lock_matches(lock: Lock, spec: Spec, lock_path: Path) -> None:
 
 
 def list_local_files(folder: Path) -> list[str]:
-    """Every regular file below ``folder`` as a relative POSIX path. Symlinks are refused, not followed."""
+    """Every regular file below ``folder`` as a relative POSIX path. Symlinks are refused, not followed. The
+    walk is iterative: a folder nested thousands deep is listed, not a RecursionError."""
     out: list[str] = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        rel_root = Path(root).relative_to(folder)
-        for name in dirs + files:
-            full = Path(root) / name
-            rel = (rel_root / name).as_posix()
-            if full.is_symlink():
-                if name.startswith(".") or rel.startswith(".git/"):
-                    continue
-                raise SourceError(f"{full}: symbolic links are not followed in a model folder",
-                                  hint="copy the target into the folder, or exclude it")
-        out.extend((rel_root / name).as_posix() for name in files)
-        dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
+    for rel, mode in walk_tree(folder):
+        if stat.S_ISLNK(mode):
+            full = folder / rel
+            if rel.rsplit("/", 1)[-1].startswith(".") or rel.startswith(".git/"):
+                if not full.is_dir():
+                    out.append(rel)
+                continue
+            raise SourceError(f"{full}: symbolic links are not followed in a model folder",
+                              hint="copy the target into the folder, or exclude it")
+        if not stat.S_ISDIR(mode):
+            out.append(rel)
     return out
 
 

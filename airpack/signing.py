@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from airpack._fs import atomic_write_bytes
+from airpack._fs import FileTooLarge, NotRegularFile, atomic_write_bytes, read_capped
 from airpack.errors import KeyFileError
 
 ALGORITHMS = ("ecdsa-p256", "ed25519")
@@ -85,12 +85,13 @@ def keygen(out_dir: Path, *, name: str = "airpack", algorithm: str = "ecdsa-p256
 
 def _read_key_file(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return read_capped(path, MAX_KEY_BYTES)  # no link, no FIFO, no device, nothing larger than a key
+    except FileTooLarge:
+        raise KeyFileError(f"{path}: too large to be a key") from None
+    except NotRegularFile:
+        raise KeyFileError(f"{path}: cannot read key: not a regular file (a link, a FIFO or a device)") from None
     except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read key: {exc.strerror}") from None
-    if len(data) > MAX_KEY_BYTES:
-        raise KeyFileError(f"{path}: too large to be a key")
-    return data
+        raise KeyFileError(f"{path}: cannot read key: {exc.strerror or exc}") from None
 
 
 def load_private_key(path: Path, *, passphrase_env: str | None = None) -> PrivateKey:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from airpack._fs import FileTooLarge, read_capped
 from airpack.errors import SpecError
 from airpack.hashing import sha256_bytes
 
@@ -377,13 +378,13 @@ def parse_spec(data: Any, base_dir: Path, *, check_paths: bool = True) -> Spec:
 def load_spec(path: Path) -> Spec:
     """Read and validate ``path``; every problem is a ``SpecError`` prefixed with the file name."""
     try:
-        raw = path.read_bytes()
+        raw = read_capped(path, MAX_SPEC_BYTES, follow_symlinks=True)  # a FIFO or /dev/zero must not hang it
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
+    except FileTooLarge:
+        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES} bytes; this is not a spec") from None
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec: {exc.strerror}") from None
-    if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES} bytes; this is not a spec")
+        raise SpecError(f"{path}: cannot read the spec: {exc.strerror or exc}") from None
     try:
         data = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError:

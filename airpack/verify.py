@@ -10,13 +10,12 @@ type, size and hash. Every problem is collected and reported, not just the first
 from __future__ import annotations
 
 import functools
-import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from airpack._fs import path_problem
+from airpack._fs import path_problem, read_capped, walk_tree
 from airpack.errors import VerificationError
 from airpack.hashing import RangeCheck, chain_checks, check_ranges, sha256_bytes
 from airpack.layout import (
@@ -33,6 +32,7 @@ from airpack.layout import (
 )
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey, fingerprint, verify_bytes
+from airpack.textsafe import escape
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class Problem:
     kind: str
     path: str
     detail: str
+
+    def __post_init__(self) -> None:  # names found in a bundle folder reach the terminal: escape them here
+        object.__setattr__(self, "path", escape(self.path))
+        object.__setattr__(self, "detail", escape(self.detail))
 
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "path": self.path, "detail": self.detail}
@@ -78,23 +82,9 @@ def require_folder(path: Path, noun: str) -> None:
         raise VerificationError(f"{path}: not a {noun} folder (a symlink or a file)")
 
 
-def read_capped(path: Path, cap: int) -> bytes:
-    """Read a small file without following a symlink; OSError when it is not a regular file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"{path.name} is not a regular file")
-        if st.st_size > cap:
-            raise OSError(f"{path.name} is larger than {cap} bytes")
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read(cap + 1)
-    finally:
-        os.close(fd)
-
-
-def _fail(problems: list[Problem], message: str) -> VerificationError:
-    return VerificationError(message, problems=tuple(problems))
+def _fail(problems: list[Problem], message: str, sums: bytes | None = None) -> VerificationError:
+    return VerificationError(message, problems=tuple(problems),
+                             sums_sha256=sha256_bytes(sums) if sums is not None else None)
 
 
 def _check_signature(bundle: Path, keys: Sequence[PublicKey]) -> tuple[bytes, str]:
@@ -108,28 +98,20 @@ def _check_signature(bundle: Path, keys: Sequence[PublicKey]) -> tuple[bytes, st
         sig = read_capped(bundle / SIGNATURE, 4096)
     except FileNotFoundError:
         raise _fail([Problem("unsigned", SIGNATURE, "the bundle is not signed")],
-                    f"{bundle}: not signed", ) from None
+                    f"{bundle}: not signed", sums) from None
     except OSError as exc:
-        raise _fail([Problem("bad-signature", SIGNATURE, str(exc))], f"{bundle}: unusable signature") from None
+        raise _fail([Problem("bad-signature", SIGNATURE, str(exc))], f"{bundle}: unusable signature", sums) from None
     for key in keys:
         if verify_bytes(key, sums, sig):
             return sums, fingerprint(key)
     raise _fail([Problem("bad-signature", SIGNATURE, "not a valid signature of SHA256SUMS by a trusted key")],
-                f"{bundle}: the signature does not match {SUMS} for the trusted key")
+                f"{bundle}: the signature does not match {SUMS} for the trusted key", sums)
 
 
 def walk_entries(bundle: Path) -> dict[str, int]:
-    """Every entry below ``bundle`` (not following links) → its ``st_mode``; directories are descended."""
-    found: dict[str, int] = {}
-    for root, dirs, files in os.walk(bundle, followlinks=False):
-        rel_root = Path(root).relative_to(bundle)
-        for name in files + dirs:
-            rel = (rel_root / name).as_posix()
-            mode = os.lstat(Path(root) / name).st_mode
-            if not stat.S_ISDIR(mode):
-                found[rel] = mode
-        dirs[:] = [d for d in dirs if not os.path.islink(Path(root) / d)]  # noqa: PTH114 - hot loop
-    return found
+    """Every entry below ``bundle`` (not following links) → its ``st_mode``; directories are descended
+    (iteratively: a hostile tree of any depth is walked without recursion)."""
+    return {rel: mode for rel, mode in walk_tree(bundle) if not stat.S_ISDIR(mode)}
 
 
 def _listed(sums: bytes, problems: list[Problem]) -> dict[str, str]:
@@ -181,6 +163,7 @@ def _check_files(bundle: Path, listed: dict[str, str], manifest: Manifest | None
             problems.append(Problem(kind, rel, "not listed in SHA256SUMS"))
     entries = {e.path: e for e in manifest.files} if manifest else {}
     jobs: list[RangeCheck] = []
+    unsized: list[str] = []
     total = 0
     for rel, sha in sorted(listed.items()):
         listed_mode = found.get(rel)
@@ -198,8 +181,17 @@ def _check_files(bundle: Path, listed: dict[str, str], manifest: Manifest | None
         if entry is not None and size != entry.size:
             problems.append(Problem("modified", rel, f"size {size} bytes, signed size {entry.size}"))
             continue
+        if rel == MANIFEST and size > MAX_MANIFEST_BYTES:
+            problems.append(Problem("modified", rel, f"size {size} bytes, more than a manifest may hold"))
+            continue
+        if entry is None and rel != MANIFEST:  # no signed size bounds it: a sparse terabyte would be hashed whole
+            unsized.append(rel)
+            continue
         total += size
         jobs.extend(checks_for(bundle / rel, rel, size, sha, entry))
+    if manifest is None and unsized:  # (with a manifest, each is already a manifest-mismatch problem)
+        problems.append(Problem("unchecked", MANIFEST, f"{len(unsized)} listed file(s) not hashed: without a "
+                                "signed, readable airpack.json no signed size bounds them"))
     advance = reporter.task("verifying", total)
     results = check_ranges(jobs, workers=workers, progress=advance)
     reporter.done(advance)
@@ -279,7 +271,8 @@ def verify_bundle(bundle: Path, keys: Sequence[PublicKey], *, workers: int | Non
         n = len(problems)
         raise VerificationError(f"{bundle}: verification failed: {n} problem{'s' if n != 1 else ''} "
                                 f"(first: {problems[0].kind} {problems[0].path})" if problems else
-                                f"{bundle}: verification failed", problems=tuple(problems))
+                                f"{bundle}: verification failed", problems=tuple(problems),
+                                sums_sha256=sha256_bytes(sums))
     return VerifiedBundle(bundle, manifest, sha256_bytes(sums), fpr, total, _TOKEN, attestations)
 
 
@@ -302,16 +295,19 @@ def check_attestation_files(bundle: Path, keys: Sequence[PublicKey], fpr: str, s
     return result.status
 
 
-def check_integrity(bundle: Path, *, workers: int | None = None, reporter: Reporter | None = None) -> Manifest:
+def check_integrity(bundle: Path, *, sums: bytes | None = None, workers: int | None = None,
+                    reporter: Reporter | None = None) -> Manifest:
     """The unsigned half of verification, for ``sign``: every file matches ``SHA256SUMS``, nothing extra.
 
+    ``sums``: the ``SHA256SUMS`` bytes already read (the caller signs exactly these); read here when None.
     This proves the bundle is internally consistent before a key vouches for it; it proves nothing about
     who made it.
     """
-    try:
-        sums = read_capped(bundle / SUMS, MAX_SUMS_BYTES)
-    except OSError as exc:
-        raise VerificationError(f"{bundle}: no readable {SUMS} ({exc}); is this a bundle?") from None
+    if sums is None:
+        try:
+            sums = read_capped(bundle / SUMS, MAX_SUMS_BYTES)
+        except OSError as exc:
+            raise VerificationError(f"{bundle}: no readable {SUMS} ({exc}); is this a bundle?") from None
     problems: list[Problem] = []
     listed = _listed(sums, problems)
     manifest = _load_manifest(bundle, listed, problems)

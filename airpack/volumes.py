@@ -36,14 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from airpack import verify
-from airpack._fs import atomic_write_bytes, fsync_dir, path_problem
+from airpack._fs import atomic_write_bytes, fsync_dir, open_regular, path_problem, read_capped
 from airpack.bundle import check_space
 from airpack.errors import UsageError, VerificationError
-from airpack.hashing import BLOCK_SIZE, NotRegularFile, RangeCheck, check_ranges
+from airpack.hashing import BLOCK_SIZE, RangeCheck, check_ranges
+from airpack.join_guard import missing_files, overlapping, refuse_nested
 from airpack.layout import ATTESTATIONS, MANIFEST, SIGNATURE, SUMS
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey
-from airpack.verify import SignedRoot, checks_for, read_capped, require_folder, signed_root, walk_entries
+from airpack.verify import SignedRoot, checks_for, require_folder, signed_root, walk_entries
 
 VOLUME_FILE = "airpack-volume.json"
 VOLUME_FORMAT = "airpack-volume"
@@ -289,12 +290,9 @@ def _copy_piece(src: Path, src_base: int, dst_fd: int, dst_base: int, piece: Pie
     destination (split: from the bundle file into a piece file; join: from a piece file into the bundle file).
     Without checks (a piece not provable alone) the bytes are copied and proven later with the whole file.
     """
-    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    fd = open_regular(src)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(f"{src}: not a regular file")
-        if st.st_size < piece.offset + piece.length - src_base:
+        if os.fstat(fd).st_size < piece.offset + piece.length - src_base:
             return False
         spans = checks or [RangeCheck(src, piece.name, piece.offset, piece.length, "")]
         view = memoryview(bytearray(BLOCK_SIZE))
@@ -391,6 +389,7 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
     replaced atomically after each piece), so volumes can come one run at a time and a pulled disk costs only
     the piece being copied.
     """
+    refuse_nested(out, volumes)
     if out.exists():
         raise UsageError(f"{out} already exists", hint="join into a new folder")
     stage = out.parent / f".{out.name}.airpack-join"
@@ -400,6 +399,7 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
         with contextlib.suppress(ValueError):
             state = json.loads(state_path.read_text())
     done: set[tuple[str, int, int]] = {(str(f), int(o), int(n)) for f, o, n in state.get("done", ())}
+    origin = {(str(f), int(o), int(n)): int(i) for f, o, n, i in state.get("origin", ())}  # span → its volume
     seen: set[int] = set(state.get("volumes", ()))
     unchecked: set[str] = set(state.get("unchecked", ()))
     added = 0
@@ -429,6 +429,11 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
             key = (piece.file, piece.offset, piece.length)
             if key in done:
                 continue
+            if touched := overlapping(done, *key):  # about to be overwritten: proven no more, saved first
+                done -= touched
+                seen -= {origin.pop(t) for t in touched if t in origin}
+                state.update(done=sorted(done), volumes=sorted(seen), origin=[[*t, i] for t, i in origin.items()])
+                atomic_write_bytes(state_path, json.dumps(state).encode())
             dst = stage / "bundle" / piece.file
             dst.parent.mkdir(parents=True, exist_ok=True)
             checks = piece_checks(piece, folder / piece.name, vroot)
@@ -446,8 +451,9 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
             if not checks:
                 unchecked.add(piece.file)
             done.add(key)
+            origin[key] = vol.index
             added += piece.length
-            state.update(done=sorted(done), unchecked=sorted(unchecked))
+            state.update(done=sorted(done), unchecked=sorted(unchecked), origin=[[*t, i] for t, i in origin.items()])
             atomic_write_bytes(state_path, json.dumps(state).encode())
         seen.add(vol.index)  # only once all of its pieces are in
         state.update(volumes=sorted(seen))
@@ -455,43 +461,28 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
     reporter.done(progress)
     if root is None:
         root = signed_root(stage / "bundle", keys)
-    missing = _missing(root, done)
+    missing = missing_files(root, done)
     complete = not missing
-    if complete:
-        _finish(stage, root, unchecked, out)
+    if complete and (bad := _finish(stage, root, unchecked, out)):  # none of their bytes count as proven now
+        seen -= {i for t, i in origin.items() if t[0] in bad}
+        state.update(done=sorted(s for s in done if s[0] not in bad), unchecked=sorted(unchecked - set(bad)),
+                     volumes=sorted(seen), origin=[[*t, i] for t, i in origin.items() if t[0] not in bad])
+        atomic_write_bytes(state_path, json.dumps(state).encode())
+        raise VerificationError(f"{bad[0]}: joined bytes do not match the signed bundle",
+                                hint="join the volumes that hold it again")
     missing_vols = tuple(i for i in range(1, count + 1) if i not in seen) if not complete else ()
     return JoinResult(out, complete, tuple(sorted(seen)), count, missing_vols, added, len(missing))
 
 
-def _missing(root: SignedRoot, done: set[tuple[str, int, int]]) -> list[str]:
-    """Files of the bundle not yet fully covered by joined pieces."""
-    sizes = {p: e.size for p, e in root.entries.items()}
-    by_file: dict[str, list[tuple[int, int]]] = {}
-    for file, off, length in done:
-        by_file.setdefault(file, []).append((off, length))
-    out = []
-    for rel in root.listed:
-        if rel == MANIFEST:
-            continue
-        pos = 0
-        for off, length in sorted(by_file.get(rel, [])):
-            if off > pos:
-                break
-            pos = max(pos, off + length)
-        if pos < sizes.get(rel, 0) or rel not in by_file:
-            out.append(rel)
-    return out
-
-
-def _finish(stage: Path, root: SignedRoot, unchecked: set[str], out: Path) -> None:
+def _finish(stage: Path, root: SignedRoot, unchecked: set[str], out: Path) -> list[str]:
+    """Check the files joined from pieces not provable alone, then publish; the files that failed, if any."""
     bundle = stage / "bundle"
     if unchecked:
         jobs = [j for rel in sorted(unchecked) for j in checks_for(bundle / rel, rel, root.entries[rel].size,
                                                                   root.listed[rel], root.entries.get(rel))]
-        bad = [k for k, ok in check_ranges(jobs).items() if not ok]
-        if bad:
-            raise VerificationError(f"{bad[0]}: joined bytes do not match the signed bundle",
-                                    hint=f"remove {stage} and join the volumes again")
+        if bad := sorted(k for k, ok in check_ranges(jobs).items() if not ok):
+            return bad
     bundle.replace(out)
     fsync_dir(out.parent)
     shutil.rmtree(stage, ignore_errors=True)
+    return []

@@ -8,7 +8,8 @@ LFS files answer with a 302 to a second listener (another origin, like the Hub's
 its ``Authorization`` header there as it would on the real Hub. Errors carry the Hub's ``X-Error-Code``.
 
 Faults: ``lie_sha256`` (the listing advertises a sha256 the bytes do not have), ``lie_blob_id``, ``cut``
-(close the connection after N body bytes, then answer 503 for a while), ``ignore_range`` and ``vanish``.
+(close the connection after N body bytes, then answer 503 for a while), ``ignore_range`` (200 and the whole
+file), ``oversized_range`` (206 and the whole file) and ``vanish``.
 Every request is logged in ``requests``; ``connections`` counts TCP connections.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -122,6 +124,7 @@ class HubState:
     vanished: set[tuple[str, str]] = field(default_factory=set)
     cuts: dict[str, _Cut] = field(default_factory=dict)  # by real sha256
     ignore_range: bool = False
+    oversized_range: bool = False  # answer a Range request with 206 and the whole file (a broken mirror)
     requests: list[Logged] = field(default_factory=list)
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -196,6 +199,12 @@ class _Server(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-body (as a bounded reader does on purpose) is not a server error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -423,6 +432,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.entry.status = 416
                 return None
             end, status = min(end, f.size), 206
+            if self.st.oversized_range:
+                start, end = 0, f.size
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)

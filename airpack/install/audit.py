@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import hashlib
 import json
 import os
 import socket
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from airpack.install.versions import now
-from airpack.layout import SUMS
 
 AUDIT_FILE = "audit.log"
 
@@ -71,11 +69,12 @@ def read(prefix: Path) -> list[dict[str, Any]]:
     return out
 
 
-def failed_verification(prefix: Path, bundle: Path, reason: str) -> bool:
+def failed_verification(prefix: Path, bundle: Path, reason: str, digest: str | None = None) -> bool:
     """Note a bundle that failed verification in the audit log of the install at ``prefix``, if there is one
     (an ``airpack-install.json``); a prefix that does not hold an install is never created. Nothing in the
     bundle is trusted, so the line names no version: only the prefix's bundle name, the bundle's path and the
-    sha256 of its SHA256SUMS as found (what was offered, for comparing with the signed one). The prefix lock is
+    sha256 of its SHA256SUMS as verification read it (``digest``: what was offered, for comparing with the signed
+    one; the file is never read again here, where it may have changed or be a FIFO). The prefix lock is
     taken for the write; while another command holds it the line is appended anyway (``O_APPEND`` lines do not
     interleave). True when a line was written."""
     from airpack.errors import InstallError  # noqa: PLC0415
@@ -84,12 +83,10 @@ def failed_verification(prefix: Path, bundle: Path, reason: str) -> bool:
     prefix = prefix.absolute()
     if not (prefix / host.STATE_FILE).is_file():
         return False
-    name, digest = "?", None
+    name = "?"
     with contextlib.suppress(OSError, ValueError):
         data = json.loads((prefix / host.STATE_FILE).read_bytes())
         name = str(data.get("name") or "?") if isinstance(data, dict) else "?"
-    with contextlib.suppress(OSError):
-        digest = hashlib.sha256((bundle / SUMS).read_bytes()).hexdigest()
     line = entry("verify", name=name, version=None, digest=digest, key_fingerprint=None, outcome="failed",
                  reason=reason, bundle=str(bundle.absolute()))
     try:

@@ -20,6 +20,7 @@ from airpack.plan.checks import FAMILY_MIN_DRIVER, driver_check
 from airpack.plan.checks import bundled_driver as plan_bundled_driver
 from airpack.plan.gpus import lookup_gpu
 from airpack.plan.models import PlanRequest, parse_version
+from airpack.textsafe import escape
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 GIB = 2**30
@@ -32,6 +33,10 @@ class Check:
     status: str
     detail: str
     fix: str | None = None
+
+    def __post_init__(self) -> None:  # details quote the (unverified) manifest: no control character passes
+        object.__setattr__(self, "detail", escape(self.detail))
+        object.__setattr__(self, "fix", escape(self.fix) if self.fix is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}

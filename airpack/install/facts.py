@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airpack._fs import read_capped
 from airpack.layout import IMAGES_DIR, Manifest
 from airpack.oci.reference import parse_reference
 
@@ -168,8 +169,7 @@ def _cuda_from_config(bundle: Path, config_digest: str) -> str | None:
         return None
     path = bundle / IMAGES_DIR / "blobs" / "sha256" / hexd
     try:
-        with path.open("rb") as fh:
-            config = json.loads(fh.read(MAX_CONFIG_BYTES))
+        config = json.loads(read_capped(path, MAX_CONFIG_BYTES))  # doctor reads an unverified bundle: no FIFO
     except (OSError, ValueError):
         return None
     env = (config.get("config") or {}).get("Env") or [] if isinstance(config, dict) else []

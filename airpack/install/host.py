@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airpack._fs import atomic_write_bytes, fsync_dir
+from airpack._fs import NotRegularFile, atomic_write_bytes, fsync_dir
 from airpack.errors import InstallError, VerificationError
-from airpack.hashing import NotRegularFile, copy_and_hash
+from airpack.hashing import copy_and_hash
 from airpack.layout import MODEL_DIR, Entry
 
 STATE_FILE = "airpack-install.json"
@@ -163,11 +163,15 @@ def _copy_one(src: Path, dst: Path, entry: Entry, progress: Callable[[int], None
     slower of the disk and one core's SHA-256, not at their sum."""
     try:
         with dst.open("wb") as out:
-            got = copy_and_hash(src, out, progress=progress)
+            got = copy_and_hash(src, out, progress=progress, limit=entry.size)  # never past the signed size
             out.flush()
             os.fsync(out.fileno())
     except NotRegularFile:
         raise VerificationError(f"{src}: not a regular file any more") from None
+    if got.size > entry.size:
+        raise VerificationError(
+            f"{src}: larger than its signed size of {entry.size} bytes since it was verified (copy stopped there)",
+            hint="the medium or the file was modified after 'verify'; copy the bundle again and retry")
     if got.size != entry.size or got.sha256 != entry.sha256:
         raise VerificationError(
             f"{src}: changed since it was verified (read {got.size} bytes, sha256 {got.sha256[:12]}…; "

@@ -77,8 +77,8 @@ def check(client: Any, st: host.InstallState, container_id: str, say: Event,
 def failure(client: Any, container_id: str, exc: AirpackError) -> str:
     """The reason plus the container's last log lines."""
     logs = engine.last_logs(client, container_id) if container_id else []
-    tail = "\n".join(f"  | {line}" for line in logs)
-    return exc.message + (f"; its last log lines:\n{tail}" if tail else "")
+    tail = " | ".join(logs)  # one line: error messages escape control characters, line breaks included
+    return exc.message + (f"; its last log lines: {tail}" if tail else "")
 
 
 def resume(client: Any, prefix: Path, vid: str, say: Event) -> host.InstallState:

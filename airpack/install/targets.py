@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import InstallError, UsageError
+from airpack.errors import InstallError
 from airpack.install import engine, host, versions
 from airpack.install import targets_run as tr
 from airpack.install.doctor import DoctorReport, doctor
@@ -44,6 +44,7 @@ from airpack.install.targets_systemd import systemd_install
 from airpack.lock import Lock
 from airpack.progress import Reporter, Silent
 from airpack.render import HostParams, default_host_params, host_diff, render_host
+from airpack.signing import PublicKey
 from airpack.spec import parse_spec
 from airpack.verify import VerifiedBundle
 
@@ -146,17 +147,14 @@ def cli_install(
         ).to_dict()
 
 
-def bundle_deploy_diff(bundle: Path) -> dict[str, str]:
-    """For ``airpack inspect``: per target the bundle has files for, the diff from the as-built defaults to an
-    install with airpack's defaults (host network, an API key file). Like inspect, this reads the bundle
-    without verifying its signature; the files must match the manifest's hashes, and render in the sandbox."""
-    from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, Manifest  # noqa: PLC0415
+def bundle_deploy_diff(bundle: Path, keys: Sequence[PublicKey]) -> dict[str, str]:
+    """For ``airpack inspect --key``: per target the bundle has files for, the diff from the as-built defaults
+    to an install with airpack's defaults (host network, an API key file). Nothing unverified is rendered: the
+    signature and ``airpack.json`` are checked first (not the weights), and each deploy file against its signed
+    hash, read capped and never through a link."""
+    from airpack.verify import signed_root  # noqa: PLC0415
 
-    try:
-        with (bundle / MANIFEST).open("rb") as fh:
-            m = Manifest.from_json(fh.read(MAX_MANIFEST_BYTES + 1))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"{bundle}: not a readable bundle ({exc})") from None
+    m = signed_root(bundle, keys).manifest
     signed = {e.path.removeprefix("deploy/"): read_signed(bundle, e) for e in m.files if e.kind == "deploy"}
     gpus = int((m.spec.get("target") or {}).get("gpus") or 0)
     slug = re.sub(r"[^a-z0-9-]+", "-", m.name.lower()).strip("-")[:40].strip("-")

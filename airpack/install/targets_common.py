@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airpack._fs import read_capped
 from airpack.errors import AirpackError, HealthError, InstallError, UsageError, VerificationError
 from airpack.hashing import sha256_bytes
 from airpack.install import audit, engine, versions
@@ -105,8 +106,11 @@ class Plan:
 
 
 def read_signed(bundle: Path, entry: Entry) -> bytes:
-    with (bundle / entry.path).open("rb") as fh:
-        data = fh.read(MAX_DEPLOY_FILE + 1)
+    try:
+        data = read_capped(bundle / entry.path, MAX_DEPLOY_FILE)  # no link, no FIFO, at most a deploy file
+    except OSError as exc:
+        raise VerificationError(f"{bundle / entry.path}: changed since it was verified ({exc})",
+                                hint="copy the bundle again and retry") from None
     if len(data) != entry.size or sha256_bytes(data) != entry.sha256:
         raise VerificationError(
             f"{bundle / entry.path}: changed since it was verified", hint="copy the bundle again and retry"

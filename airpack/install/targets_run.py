@@ -56,8 +56,8 @@ def run(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> subprocess.
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InstallError(f"'{shell_line(argv)}' failed: {exc}") from None
     if out.returncode != 0:
-        tail = "\n".join(f"  | {line}" for line in (out.stderr or out.stdout).strip().splitlines()[-20:])
-        raise InstallError(f"'{shell_line(argv)}' exited with {out.returncode}:\n{tail}")
+        tail = " | ".join((out.stderr or out.stdout).strip().splitlines()[-20:])  # one line: errors are escaped
+        raise InstallError(f"'{shell_line(argv)}' exited with {out.returncode}: {tail}")
     return out
 
 

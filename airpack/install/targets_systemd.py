@@ -175,7 +175,7 @@ def _fail(prefix: Path, record: versions.Record, exc: BaseException, p: Plan, sa
     if pend is None:
         return exc
     unit = str(record.extra.get("unit"))
-    reason = (f"{exc.message}; its last journal lines:\n{_journal(unit)}" if isinstance(exc, HealthError)
+    reason = (f"{exc.message}; its last journal lines: {_journal(unit)}" if isinstance(exc, HealthError)
               else str(exc))
     undone = lifecycle.undo(None, prefix, record, say, log=False)
     restored = undone is not None and pend.source is not None and undone.active == pend.source
@@ -192,12 +192,12 @@ def _fail(prefix: Path, record: versions.Record, exc: BaseException, p: Plan, sa
 
 
 def _journal(unit: str) -> str:
-    return "\n".join(f"  | {line}" for line in tr.journal_tail(unit)) or "  | (no journal output)"
+    return " | ".join(tr.journal_tail(unit)) or "(no journal output)"  # one line: messages are escaped
 
 
 def failure(st: host.InstallState, exc: AirpackError) -> str:
     """The reason plus the unit's last journal lines."""
-    return f"{exc.message}; its last journal lines:\n{_journal(_unit(st))}"
+    return f"{exc.message}; its last journal lines: {_journal(_unit(st))}"
 
 
 def switch(file: Path, *, first: bool, say: Event) -> None:

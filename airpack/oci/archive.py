@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from airpack._fs import open_regular
 from airpack.errors import VerificationError
 from airpack.oci.layout import LayoutImage, OciLayout
 
@@ -80,9 +82,11 @@ def _stream_blob(layout: OciLayout, digest: str, size: int, progress: Progress |
     h = hashlib.sha256()
     left = size
     try:
-        fh = path.open("rb", buffering=0)
+        fh = os.fdopen(open_regular(path), "rb", buffering=0)  # no link, no FIFO: it is on the medium
     except FileNotFoundError:
         raise VerificationError(f"{path}: blob {digest} is missing from the layout") from None
+    except OSError as exc:
+        raise VerificationError(f"{path}: unusable blob ({exc})") from None
     buffers = (bytearray(min(BLOCK, size)), bytearray(min(BLOCK, size)))
     # Hash each block on a second thread while it is being sent (hashlib and socket writes both release the
     # GIL): the re-hash costs no wall time on top of the transfer. Updates stay in order.

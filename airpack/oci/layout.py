@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from airpack._fs import atomic_write_bytes
+from airpack._fs import atomic_write_bytes, read_capped
 from airpack.errors import FetchError, VerificationError
 from airpack.lock import LockedImage
 from airpack.oci.manifest import (
@@ -33,6 +33,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 AIRPACK_CONFIG = "dev.airpack.image.config"
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
+MAX_INDEX_BYTES = 16 * 1024 * 1024  # index.json is read whole, capped: it comes from the medium
 
 
 def ref_name(locked: LockedImage) -> str:
@@ -123,21 +124,24 @@ class OciLayout:
         """Read a small blob (manifest, config) and check it against its digest."""
         path = self.blob_path(digest)
         try:
-            with path.open("rb") as fh:
-                data = fh.read(limit + 1)
+            data = read_capped(path, limit)
         except FileNotFoundError:
             raise VerificationError(f"{self.root}: blob {digest} is missing") from None
-        if len(data) > limit or sha256_digest(data) != digest:
+        except OSError as exc:
+            raise VerificationError(f"{path}: unusable blob ({exc})") from None
+        if sha256_digest(data) != digest:
             raise VerificationError(f"{path}: bytes do not match digest {digest}")
         return data
 
     # -- index --------------------------------------------------------------------------------------
     def read_index(self) -> list[dict[str, Any]]:
         try:
-            doc = json.loads((self.root / "index.json").read_bytes())
+            doc = json.loads(read_capped(self.root / "index.json", MAX_INDEX_BYTES))
             entries = doc["manifests"]
         except FileNotFoundError:
             raise VerificationError(f"{self.root}: not an OCI image layout (no index.json)") from None
+        except OSError as exc:
+            raise VerificationError(f"{self.root}/index.json: unusable ({exc})") from None
         except (ValueError, KeyError, TypeError):
             raise VerificationError(f"{self.root}/index.json: malformed") from None
         if not isinstance(entries, list):

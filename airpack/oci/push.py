@@ -10,11 +10,13 @@ offset the registry reports (``GET`` on the upload URL), not from zero.
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from airpack._fs import open_regular
 from airpack.errors import FetchError, UsageError
 from airpack.lock import LockedImage
 from airpack.oci.auth import RegistryOptions
@@ -103,7 +105,7 @@ def _push_blob(client: RegistryClient, layout: OciLayout, repo: str, blob: Descr
     location = client.absolute(resp.headers["Location"])
     path = layout.blob_path(blob.digest)
     where = f"{client.registry}/{repo} blob {blob.digest}"
-    with path.open("rb") as fh:
+    with os.fdopen(open_regular(path), "rb") as fh:  # no link, no FIFO; reads stop at the blob's size
         if blob.size <= chunk_size:
             resp = client.request("PUT", "", url=location, params={"digest": blob.digest}, repo=repo,
                                   actions="pull,push", body=_Slice(fh, 0, blob.size),

@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from airpack._fs import atomic_writer, path_problem
+from airpack._fs import atomic_writer, path_problem, walk_tree
 from airpack.errors import FetchError, SourceError
 from airpack.hashing import FileDigest, Progress, copy_and_hash, hash_file
 from airpack.lock import LockedFile, LockedModel, check_bundle_paths
@@ -57,14 +57,14 @@ def _resolve_commit(folder: Path, revision: str) -> str:
 
 
 def _list_snapshot(snapshot: Path) -> list[str]:
-    """Every file below the snapshot (links included) as a relative path; a linked folder is refused."""
+    """Every file below the snapshot (links included) as a relative path; a linked folder is refused. The walk
+    is iterative (no RecursionError however deep the folders)."""
     out: list[str] = []
-    for root, dirs, files in os.walk(snapshot, followlinks=False):
-        rel_root = Path(root).relative_to(snapshot)
-        for d in dirs:
-            if (Path(root) / d).is_symlink():
-                raise SourceError(f"model.cache: {Path(root) / d} is a linked folder, which is not followed")
-        out.extend((rel_root / name).as_posix() for name in files)
+    for rel, mode in walk_tree(snapshot):
+        if stat.S_ISLNK(mode) and (snapshot / rel).is_dir():
+            raise SourceError(f"model.cache: {snapshot / rel} is a linked folder, which is not followed")
+        if not stat.S_ISDIR(mode):
+            out.append(rel)
     return out
 
 

@@ -34,23 +34,36 @@ class _Reader:
         self.model, self.endpoint = model, endpoint
         self.headers = build_hf_headers(token=token)
 
-    def get(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+    def get(self, path: str, start: int | None = None, end: int | None = None, *, cap: int = MAX_HEADER) -> bytes:
+        """Bytes ``start..end`` (inclusive) of ``path``, or the whole (small) file, streamed and never more than
+        asked: a mirror that ignores ``Range`` (200 instead of 206) or sends a larger body is stopped at once,
+        before it can make this load a weight file into memory."""
         url = hf_hub_url(str(self.model.repo), path, revision=self.model.commit, endpoint=self.endpoint)
+        where = f"{self.model.repo}@{str(self.model.commit)[:12]}: {path}"
         headers = dict(self.headers)
         if start is not None:
             headers["Range"] = f"bytes={start}-{end}"
-        resp = get_session().get(url, headers=headers, follow_redirects=True)
-        if resp.status_code not in (200, 206):
-            raise SourceError(f"{self.model.repo}@{str(self.model.commit)[:12]}: {path}: HTTP {resp.status_code} "
-                              "while reading metadata for the plan")
-        data: bytes = resp.content
-        if start is not None and resp.status_code == 200:  # the server ignored Range: keep the part asked for
-            data = data[start:(end or len(data)) + 1]
-        return data
+        want = cap if start is None or end is None else end - start + 1
+        with get_session().stream("GET", url, headers=headers, follow_redirects=True) as resp:
+            if resp.status_code not in (200, 206):
+                raise SourceError(f"{where}: HTTP {resp.status_code} while reading metadata for the plan")
+            if start is not None and resp.status_code != 206:
+                raise SourceError(f"{where}: the server ignored an HTTP Range request (HTTP {resp.status_code}, not "
+                                  "206): planning reads only headers and will not download a whole weight file",
+                                  hint="use a Hub endpoint or mirror that honours Range requests")
+            parts: list[bytes] = []
+            got = 0
+            for block in resp.iter_bytes():
+                parts.append(block)
+                got += len(block)
+                if got > want:
+                    raise SourceError(f"{where}: the server sent more than the {want} bytes asked for; stopped "
+                                      "reading", hint="use a Hub endpoint or mirror that honours Range requests")
+        return b"".join(parts)
 
 
 def _config(r: _Reader, f: LockedFile) -> dict[str, Any]:
-    data = r.get(f.path)
+    data = r.get(f.path, cap=f.size)
     if hashlib.sha256(data).hexdigest() != f.sha256:
         raise FetchError(f"{f.path}: the Hub served other bytes than it listed at lock time")
     parsed: dict[str, Any] = json.loads(data)

@@ -12,6 +12,7 @@ import pytest
 from hubserver import HubServer
 
 from airpack import planning
+from airpack.errors import SourceError
 from airpack.sources import resolve_hub
 from airpack.sources.hf_plan import hub_model_facts
 from airpack.spec import ModelSpec, parse_spec
@@ -87,3 +88,19 @@ def test_quant_choice_among_a_repos_gguf_variants(hub: HubServer, smollm2_gguf: 
         assert [f["path"] for f in model["files"]] == [expected]
         assert model["quant"]["file"] == expected
         assert any("model.quant" in e["reason"] for e in model["excluded"])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("mode", "message"), [("ignore_range", "ignored an HTTP Range request"),
+                                               ("oversized_range", "more than the")])
+def test_a_mirror_that_ignores_range_is_stopped_after_a_bounded_read(hub: HubServer, mode: str,
+                                                                     message: str) -> None:
+    locked = resolve_hub(ModelSpec(repo="acme/smol"), endpoint=hub.url)
+    gguf = next(f for f in locked.files if f.path.endswith(".gguf"))
+    setattr(hub.state, mode, True)
+    seen = len(hub.state.requests)
+    with pytest.raises(SourceError, match=message) as info:
+        hub_model_facts(locked, endpoint=hub.url)
+    assert "Range" in str(info.value) and "\n" not in str(info.value)
+    sent = sum(r.body_bytes for r in hub.state.requests[seen:])
+    assert sent < gguf.size // 2  # the 98 MB file was not read whole

@@ -321,10 +321,15 @@ def test_kubernetes_target_writes_valid_manifests_and_secret(built: Built) -> No
     assert "registry.invalid" in data["deployDiff"] and "registry.internal:5000/ai" in data["deployDiff"]
 
 
-def test_inspect_diff_covers_every_target_the_bundle_carries(built: Built) -> None:
+def test_inspect_diff_covers_every_target_the_bundle_carries(built: Built, tmp_path: Path) -> None:
+    from airpack.errors import VerificationError
     from airpack.install.targets import bundle_deploy_diff
+    from airpack.signing import keygen, load_public_key
 
-    diffs = bundle_deploy_diff(built.good)
+    other = keygen(tmp_path, name="other").public_path
+    with pytest.raises(VerificationError):  # nothing is rendered before the signature checks out
+        bundle_deploy_diff(built.good, [load_public_key(other)])
+    diffs = bundle_deploy_diff(built.good, [load_public_key(built.pub)])
     assert set(diffs) == set(DEPLOY)
     assert "+    network_mode: host" in diffs["compose"] and "+  --network=host \\" in diffs["systemd"]
     assert "registry.invalid" in diffs["kubernetes"] and "registry.local/" in diffs["kubernetes"]

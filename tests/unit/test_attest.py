@@ -218,7 +218,7 @@ def test_sign_writes_both_and_a_new_key_replaces_them(built_bundle, make_model, 
     code, doc = cli("verify", bundle, "--key", keys.ecdsa.pub)
     assert code == 0 and all(v.startswith("verified") for v in doc["data"]["attestations"].values())
 
-    code, _ = cli("sign", bundle, "--key", keys.ed25519.key)  # re-signed with an Ed25519 key: no stale OMS
+    code, _ = cli("sign", bundle, "--key", keys.ed25519.key, "--force")  # re-signed with Ed25519: no stale OMS
     assert code == 0 and not (bundle / MODEL_SIG).exists()
     code, doc = cli("verify", bundle, "--key", keys.ed25519.pub)
     assert code == 0 and doc["data"]["attestations"][PROVENANCE].startswith("verified")

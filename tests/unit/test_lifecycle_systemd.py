@@ -204,7 +204,7 @@ def test_a_failed_verification_is_audited_only_where_an_install_is(tmp_path: Pat
     assert not audit.failed_verification(tmp_path / "nothing", bundle, "bad")
     assert not (tmp_path / "nothing").exists()
     prefix = _prefix(tmp_path)
-    assert audit.failed_verification(prefix, bundle, "1 problem: extra model/x")
+    assert audit.failed_verification(prefix, bundle, "1 problem: extra model/x", "ab" * 32)
     line = audit.read(prefix)[-1]
     assert (line["action"], line["outcome"], line["name"], line["version"]) == ("verify", "failed", "m", None)
     assert line["reason"] == "1 problem: extra model/x" and line["bundle"] == str(bundle)
