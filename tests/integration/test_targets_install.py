@@ -293,6 +293,20 @@ def test_systemd_target_without_systemd_writes_units_and_prints_commands(built: 
         assert problems == [], verify.stderr
 
 
+def test_a_new_key_is_printed_alone_on_stdout_never_in_the_summary(built: Built) -> None:
+    """As the docker target does: ``KEY=$(airpack install … --target systemd)`` gets the key and nothing else."""
+    prefix = built.root / "prefix-key-stdout"
+    out = subprocess.run(
+        [sys.executable, "-m", "airpack", "install", str(built.good), "--key", str(built.pub), "--prefix",
+         str(prefix), "--target", "systemd", "--port", str(free_port())],
+        env=built.env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    key = (prefix / "secrets/api-key").read_text().strip()
+    assert out.stdout == key + "\n"
+    assert key not in out.stderr and "API key (shown once, on stdout" in out.stderr
+
+
 def test_kubernetes_target_writes_valid_manifests_and_secret(built: Built) -> None:
     prefix = built.root / "prefix-k8s"
     rc, out, _ = built.install(built.good, prefix, "kubernetes")
