@@ -87,3 +87,24 @@ def test_quant_choice_among_a_repos_gguf_variants(hub: HubServer, smollm2_gguf: 
         assert [f["path"] for f in model["files"]] == [expected]
         assert model["quant"]["file"] == expected
         assert any("model.quant" in e["reason"] for e in model["excluded"])
+
+
+def test_cli_plan_without_the_hub_says_plan_needs_it_and_how_to_plan_offline(tmp_path: Path) -> None:
+    """Issue #19 item 5: one line naming the Hub and the offline sources, not "a rerun resumes"."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "airpack.yaml").write_text(
+        "apiVersion: airpack/v1\nname: p\nversion: 1.0.0\nmodel:\n  repo: acme/smol\n"
+        "runtime:\n  engine: llamacpp\ntarget:\n  gpus: 1\n  gpu: L4\n")
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_DISABLE_XET": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    proc = subprocess.run([sys.executable, "-m", "airpack", "plan", str(tmp_path / "airpack.yaml")],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 1, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: plan: acme/smol") and "network error talking to the Hub" in line, line
+    assert "model.path" in line and "model.cache" in line and "rerun resumes" not in line
+    assert "internal error" not in proc.stderr
