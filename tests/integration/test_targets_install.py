@@ -209,6 +209,11 @@ def test_compose_target_runs_and_answers(built: Built) -> None:
         container = built.client.containers.get(ids[0])
         assert container.labels["com.docker.compose.project"] == project
         assert container.attrs["HostConfig"]["NetworkMode"] == "host"
+        assert container.attrs["Image"] == json.loads((built.good / "airpack.json").read_text())["images"][0][
+            "configDigest"]  # run by ID, not by the airpack.local tag
+        hc = container.attrs["HostConfig"]
+        assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges:true"]
+        assert hc["ReadonlyRootfs"] is True and "/tmp" in hc["Tmpfs"]
         assert (prefix / "model" / GGUF).stat().st_ino != (built.good / "model" / GGUF).stat().st_ino
 
         status, answer = _chat(port, data["apiKey"])
