@@ -82,7 +82,7 @@ def test_systemd_and_quadlet_units_are_confined(engine: str) -> None:
     ro = engine != "custom"
     assert ("--read-only \\" in unit) is ro and ("ReadOnly=true" in quadlet) is ro
     for d in get_profile(engine).writable_dirs if ro else ():
-        assert f'--tmpfs "{d}:{TMPFS_OPTIONS}"' in unit and f"Tmpfs={d}:{TMPFS_OPTIONS}" in quadlet
+        assert f'--tmpfs "{d}:{TMPFS_OPTIONS}"' in unit and f'PodmanArgs=--tmpfs "{d}:{TMPFS_OPTIONS}"' in quadlet
     low = _files(engine, network="host", port=80)
     assert "--cap-add NET_BIND_SERVICE" in low["systemd/airpack-demo-model.service"].decode()
     assert "AddCapability=NET_BIND_SERVICE" in low["systemd/airpack-demo-model.container"].decode()
