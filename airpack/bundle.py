@@ -152,7 +152,7 @@ def _fetch_model(spec: Spec, lock: Lock, bundle: Path, journal: _Journal, cache_
     from airpack.sources import hf  # noqa: PLC0415 - only Hub bundles need huggingface_hub
 
     digests = hf.fetch_model(lock.model, bundle / MODEL_DIR, cache_dir=cache_dir, reporter=reporter,
-                             cache=(spec.base_dir / spec.model.cache) if spec.model.cache else None)
+                             cache=spec.hf_cache_dir)
     return {f"{MODEL_DIR}/{p}": d for p, d in digests.items()}
 
 

@@ -486,6 +486,13 @@ def _install_impl(bundle: Path, keys: list[Path], options: Any, progress: bool) 
         return do_install(vb, options, reporter=reporter, on_event=event).to_dict()
 
 
+def _render_summary(summary: str, r: dict[str, Any]) -> None:
+    """The summary on stderr; a key made by this install alone on stdout, as the docker target prints it."""
+    err.print(summary, markup=False)
+    if r["apiKey"]:
+        sys.stdout.write(r["apiKey"] + "\n")
+
+
 def _render_install(r: dict[str, Any]) -> None:
     s = r["smoke"]
     err.print(f"installed {r['name']} {r['version']} at {r['prefix']} (container {r['containerName']})\n"
@@ -539,7 +546,7 @@ def install(
             prefix=prefix, target=target, port=port, bind=bind, network=network, allow_downgrade=allow_downgrade,
             api_key=not no_api_key, registry=registry, apply=apply, keep=keep), _live(not as_json),
             _verified_for(prefix)),
-            lambda r: err.print(t.render_text(r, show_diff), markup=False))
+            lambda r: _render_summary(t.render_text(r, show_diff), r))
         return
     options = InstallOptions(prefix=prefix, target=target, port=port, bind=bind, network=network,
                              allow_downgrade=allow_downgrade, api_key=not no_api_key, keep=keep)

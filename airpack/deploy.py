@@ -34,7 +34,9 @@ def deploy_context(spec: Spec, lock: Lock, images: list[dict[str, Any]]) -> Depl
         custom = CustomEngine(command=rt.command, port=rt.port, health_path=rt.health)
     return DeployContext(
         name=spec.name, version=spec.version, profile=get_profile(rt.engine),
-        image_local=str(image["airpackTag"]),
+        # The image ID (the signed config digest), never the mutable airpack.local tag: what runs is what was
+        # verified, as with the docker target.
+        image_local=str(image["configDigest"]),
         image_registry=f"{image['repository']}@{image['manifestDigest']}",
         model_files=files, served_name=rt.served_name or spec.name, gpus=spec.target.gpus, main_gguf=main_gguf,
         context_length=rt.context, tensor_parallel=rt.tensor_parallel, memory_fraction=rt.memory_fraction,

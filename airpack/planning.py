@@ -171,6 +171,30 @@ def keep_branch_quant(spec: Spec, model: LockedModel) -> LockedModel:
                                                    "branch": branch, "reason": choice.reason})
 
 
+def cache_facts(spec: Spec, model: LockedModel) -> ModelFacts:
+    """A ``model.cache`` model's own numbers, read from the cached files (no network)."""
+    from airpack.sources.hf_cache_plan import cache_model_facts  # noqa: PLC0415
+
+    assert spec.hf_cache_dir is not None  # noqa: S101 - a cache spec has one
+    return cache_model_facts(model, spec.hf_cache_dir)
+
+
+def keep_cache_quant(spec: Spec, model: LockedModel) -> LockedModel:
+    """``model.quant`` for a ``model.cache`` model, judged like any other source: GGUF variants in the cached
+    commit as ``keep_quant`` does; a safetensors checkpoint is the one candidate, which must match and fit."""
+    from airpack.sources.hf_cache_plan import cache_gguf_candidates  # noqa: PLC0415
+    from airpack.sources.hf_plan import gguf_groups  # noqa: PLC0415
+
+    want, cache = spec.model.quant, spec.hf_cache_dir
+    if not want or cache is None:
+        return model
+    if gguf_groups(model):
+        return keep_quant(spec, model, cache_gguf_candidates(model, cache))
+    only = QuantCandidate(f"{model.repo}@{model.revision}", cache_facts(spec, model))
+    choice = choose_quant((only,), plan_request(spec), want)
+    return replace(model, quant={"want": want, "chosen": choice.candidate.label, "reason": choice.reason})
+
+
 def enforce(result: Plan) -> None:
     """Lock refuses a model that will not fit or run: exit 2 with what failed and what would fit instead."""
     _raise_failed(list(result.checks))
@@ -184,17 +208,22 @@ def _raise_failed(checks: list[Check]) -> None:
 
 
 def plan_spec(spec: Spec, o: Overrides | None = None) -> Plan | None:
-    """``airpack plan``: a local model is read from its folder (no network); a Hub model through range reads
-    of its metadata. None when the target's memory is unknown."""
+    """``airpack plan``: a local folder or a Hugging Face cache is read where it is (no network); a Hub model
+    needs the Hub, for range reads of its metadata. None when the target's memory is unknown."""
     from airpack.lock import lock_local  # noqa: PLC0415
 
     if not memory_known(spec, o):
         return None
-    if spec.model.path is None:
-        from airpack.resolve import lock_hub  # noqa: PLC0415
-        from airpack.sources.hf_plan import hub_model_facts  # noqa: PLC0415
+    if spec.model.cache:  # a local source: read from the cache, never the network
+        from airpack.sources.hf_cache import lock_from_hf_cache  # noqa: PLC0415
 
-        return plan(hub_model_facts(lock_hub(spec)), plan_request(spec, o))
+        assert spec.hf_cache_dir is not None  # noqa: S101 - model.cache is set
+        model = keep_cache_quant(spec, lock_from_hf_cache(spec.model, spec.hf_cache_dir))
+        return plan(cache_facts(spec, model), plan_request(spec, o))
+    if spec.model.path is None:
+        from airpack.planning_hub import plan_hub  # noqa: PLC0415
+
+        return plan_hub(spec, plan_request(spec, o))
     model = choose_local_quant(spec, lock_local(spec, digest_of=size_only))
     return plan_local(spec, model, o)
 

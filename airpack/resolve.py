@@ -17,8 +17,8 @@ def lock_hub(spec: Spec) -> LockedModel:
     """The Hub (or Hugging Face cache) half of locking: commit, files, sizes and sha256."""
     from airpack.sources import hf  # noqa: PLC0415 - only Hub specs need huggingface_hub
 
-    if spec.model.cache:
-        return hf.lock_from_hf_cache(spec.model, spec.base_dir / spec.model.cache)
+    if spec.hf_cache_dir is not None:
+        return hf.lock_from_hf_cache(spec.model, spec.hf_cache_dir)
     return hf.resolve_hub(spec.model)
 
 
@@ -49,7 +49,11 @@ def resolve(spec: Spec, *, cache_dir: Path) -> Lock:
         model = _hash_local(spec, model)
     else:
         model = lock_hub(spec)
-        if not spec.model.cache:
+        if spec.model.cache:  # judged like any other source, from the cached files
+            model = planning.keep_cache_quant(spec, model)
+            if spec.runtime is not None:
+                plan, checks = planning.verdict(spec, planning.cache_facts(spec, model))
+        else:
             from airpack.sources import hf_plan  # noqa: PLC0415
 
             if spec.model.quant and len(hf_plan.gguf_groups(model)) > 0:

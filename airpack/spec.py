@@ -109,6 +109,13 @@ class Spec:
         """The local model folder, resolved against the spec's folder."""
         return (self.base_dir / self.model.path) if self.model.path else None
 
+    @property
+    def hf_cache_dir(self) -> Path | None:
+        """``model.cache``: ``~`` expanded, a relative folder resolved against the spec's folder."""
+        if not self.model.cache:
+            return None
+        return self.base_dir / Path(self.model.cache).expanduser()  # an absolute path replaces base_dir
+
     def digest(self) -> str:
         """sha256 of the spec's canonical JSON: the lock records it to detect a spec edited after locking."""
         canonical = json.dumps(self.source, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

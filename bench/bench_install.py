@@ -95,6 +95,21 @@ def one_run(engine, bundle: Path, pub: Path, prefix: Path,  # type: ignore[no-un
     return {"verify": verify_s, **result.timings}
 
 
+def leave_as_found(client, image: str, image_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Remove the tags the runs added; the image may be gone already (an uninstall removes what it loaded, and
+    the engine may have held the image before the bench), which is not an error."""
+    import docker.errors
+
+    try:
+        tags = client.api.inspect_image(image_id)["RepoTags"] or []
+    except docker.errors.ImageNotFound:
+        return
+    for extra in tags:
+        if extra != image:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.api.remove_image(extra)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -107,9 +122,7 @@ def main() -> None:
         image_id = engine.client.api.inspect_image(image)["Id"]
         bundle, pub = make_bundle(work, image)
         runs = [one_run(engine, bundle, pub, work / "prefix", image_id, image) for _ in range(args.runs)]
-        for extra in engine.client.api.inspect_image(image_id)["RepoTags"]:  # leave the engine as found
-            if extra != image:
-                engine.client.api.remove_image(extra)
+        leave_as_found(engine.client, image, image_id)
     finally:
         engine.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -14,8 +14,11 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-  $sudo_ apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q "${missing[@]}" >&2
+  # A fresh machine often runs apt at boot (unattended-upgrades): wait for its dpkg lock instead of failing.
+  lock=(-o DPkg::Lock::Timeout=600)
+  echo "setup: if another apt or dpkg process holds the dpkg lock, waiting up to 10 minutes for it" >&2
+  $sudo_ apt-get "${lock[@]}" update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get "${lock[@]}" install -y -q "${missing[@]}" >&2
 fi
 
 if [ ! -x .venv/bin/python ]; then

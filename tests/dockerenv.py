@@ -8,7 +8,7 @@ Fixtures (import them into a test module or a conftest with ``from tests.dockere
   ``unix://`` URL (also usable as ``DOCKER_HOST`` for CLI calls). Reuses ``$DOCKER_HOST`` when it answers,
   else starts ``dockerd --iptables=false --ip6tables=false --bridge=none`` with its own data/exec roots and
   socket under a temp dir and stops it at the end. If it cannot start: ``pytest.fail`` under ``CI=true``,
-  ``pytest.skip`` otherwise.
+  ``pytest.skip`` otherwise (``required``: the same rule for every real part).
 - ``upstream_registry`` (session) / ``internal_registry`` (function): a running ``Registry``
   (``.host`` = ``127.0.0.1:PORT``; ``.stop()``/``.start()``; ``.blob_file(digest)`` in its storage).
 - ``built_images`` (session): builds the busybox test images with ``scripts/build-test-images.sh`` and
@@ -224,9 +224,14 @@ def start_engine(tmp: Path | None = None) -> DockerEngine:
 
 
 def _unavailable(why: str) -> None:
+    required(f"docker engine unavailable: {why}")
+
+
+def required(why: str) -> None:
+    """A real part a test needs is missing: a failure under ``CI=true`` (CI installs every part), a skip elsewhere."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"docker engine needed but unavailable: {why}")
-    pytest.skip(f"docker engine unavailable: {why}")
+        pytest.fail(f"{why} (required with CI=true)")
+    pytest.skip(why)
 
 
 # --- images made in Python (no engine needed) ------------------------------------------------------
@@ -697,11 +702,18 @@ def built_images(docker_engine: DockerEngine, upstream_registry: Registry) -> di
 
 
 @pytest.fixture(scope="session")
-def llama_server_image(docker_engine: DockerEngine) -> BuiltImage:
+def llama_server_bin() -> Path:
+    """The llama-server binary; checked before any engine starts, so a missing one fails (CI) or skips at once."""
     binary = llama_server_binary()
     if binary is None:
-        pytest.skip("no llama-server binary: run scripts/build-llama-server.sh or set LLAMA_SERVER_BIN")
-    local = build_test_images(docker_engine, "llama", llama_bin=binary)["llama-server"]
+        required("no llama-server binary: run scripts/build-llama-server.sh or set LLAMA_SERVER_BIN")
+    assert binary is not None
+    return binary
+
+
+@pytest.fixture(scope="session")
+def llama_server_image(llama_server_bin: Path, docker_engine: DockerEngine) -> BuiltImage:
+    local = build_test_images(docker_engine, "llama", llama_bin=llama_server_bin)["llama-server"]
     return BuiltImage(local, None, docker_engine.client.api.inspect_image(local)["Id"])
 
 
@@ -718,6 +730,7 @@ __all__ = [
     "docker_engine",
     "free_port",
     "internal_registry",
+    "llama_server_bin",
     "llama_server_binary",
     "llama_server_image",
     "make_image",
@@ -727,6 +740,7 @@ __all__ = [
     "push_index",
     "push_manifest",
     "push_to",
+    "required",
     "self_signed_tls",
     "sha256",
     "start_engine",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack.errors import InstallError
+from airpack.profiles import hardening
 from airpack.profiles.launch import (
     API_KEY_PATH,
     MODELFILE_PATH,
@@ -52,6 +53,9 @@ class ContainerSpec:
     health_path: str
     health_cmd: tuple[str, ...] | None
     start_period_s: int
+    read_only: bool = True  # the root filesystem (airpack.profiles.hardening)
+    tmpfs: tuple[str, ...] = ()  # in-container folders the engine writes to
+    cap_add: tuple[str, ...] = ()  # added back after dropping every capability
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``client.containers.run`` (GPU device requests only when gpus > 0)."""
@@ -64,6 +68,9 @@ class ContainerSpec:
             "mounts": [Mount(target=t, source=s, type="bind" if s.startswith("/") else "volume", read_only=ro)
                        for s, t, ro in self.mounts],
             "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            "cap_drop": list(hardening.CAP_DROP), "cap_add": list(self.cap_add),
+            "security_opt": [hardening.NO_NEW_PRIVILEGES], "read_only": self.read_only,
+            "tmpfs": {d: hardening.TMPFS_OPTIONS for d in self.tmpfs},
         }
         if self.entrypoint is not None:
             kwargs["entrypoint"] = list(self.entrypoint)
@@ -150,6 +157,7 @@ def container_spec(ctx: DeployContext, host: HostParams, *, image_id: str, diges
         shm_gib=shm, labels=labels, health_path=health_path,
         health_cmd=tuple(str(a) for a in probe) if probe else None,
         start_period_s=max(ctx.start_period_s or 0, p.start_period_s),
+        read_only=p.read_only_root, tmpfs=hardening.scratch_dirs(p), cap_add=hardening.cap_add(port),
     )
 
 

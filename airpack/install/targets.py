@@ -172,7 +172,8 @@ def bundle_deploy_diff(bundle: Path, keys: Sequence[PublicKey]) -> dict[str, str
 
 
 def render_text(r: dict[str, Any], show_diff: bool = False) -> str:
-    """The human summary of a :class:`TargetResult` dict (the CLI prints it on stderr)."""
+    """The human summary of a :class:`TargetResult` dict (the CLI prints it on stderr; a new key goes alone on
+    stdout, never in this summary)."""
     lines = [
         f"{r['name']} {r['version']} at {r['prefix']}: {r['target']} files written"
         + (", started" if r["started"] else ", NOT started")
@@ -182,7 +183,7 @@ def render_text(r: dict[str, Any], show_diff: bool = False) -> str:
     if s := r.get("smoke"):
         lines.append(f"smoke test: {s['completionTokens']} tokens, first token {s['ttftSeconds']} s")
     if r["apiKey"]:
-        lines.append(f"API key (shown once; stored in {r['apiKeyFile']}): {r['apiKey']}")
+        lines.append(f"API key (shown once, on stdout; stored in {r['apiKeyFile']})")
     elif r["apiKeyFile"]:
         lines.append(f"API key: unchanged, in {r['apiKeyFile']}")
     lines.append("deploy files: " + ", ".join(r["deployFiles"]))

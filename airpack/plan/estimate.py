@@ -136,12 +136,27 @@ def _required(facts: ModelFacts, lay: _Layout, context: int, concurrency: int) -
 
 
 def _fits(facts: ModelFacts, lay: _Layout, context: int, concurrency: int) -> bool:
-    if _required(facts, lay, context, concurrency) > lay.available_per_device:
-        return False
+    """The budget only: what is counted against it against what it holds. ``fits`` means exactly
+    ``required <= available``, so the verdict and its numbers can never disagree; SGLang's second condition
+    (its activations beside the budget) is the separate ``memory_fraction`` check."""
+    return _required(facts, lay, context, concurrency) <= lay.available_per_device
+
+
+def _outside_budget_check(lay: _Layout) -> Check | None:
+    """SGLang: activations and CUDA graphs live outside mem_fraction_static, in what it leaves of the GPU."""
     if lay.profile.overhead_in_budget or lay.host:
-        return True
-    # SGLang: activations and CUDA graphs must fit in what mem_fraction_static leaves of the GPU.
-    return lay.overhead_per_device <= lay.device_bytes - lay.available_per_device
+        return None
+    left = lay.device_bytes - lay.available_per_device
+    where = "each GPU" if lay.devices > 1 else "the GPU"
+    need, have = _gib_pair(lay.overhead_per_device, left)
+    if lay.overhead_per_device <= left:
+        return Check("memory_fraction", "pass", f"activations and CUDA graphs need {need} beside the "
+                     f"{lay.fraction:g} budget; {have} of {where} is left for them")
+    most = math.floor((1 - lay.overhead_per_device / lay.device_bytes) * 100) / 100
+    fix = (f"set runtime.memoryFraction to {most:.2f} or less" if most > 0
+           else "use a GPU with more memory or more GPUs")
+    return Check("memory_fraction", "fail", f"activations and CUDA graphs need {need} beside the "
+                 f"{lay.fraction:g} budget, but only {have} of {where} is left for them: {fix}")
 
 
 def _max_context(facts: ModelFacts, lay: _Layout, concurrency: int, cap: int) -> int:
@@ -173,33 +188,44 @@ def _gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
+def _gib_pair(a: int, b: int) -> tuple[str, str]:
+    """``a`` and ``b`` in GiB with enough digits that different numbers never print the same."""
+    for digits in (2, 4, 6):
+        x, y = f"{a / GIB:.{digits}f} GiB", f"{b / GIB:.{digits}f} GiB"
+        if x != y or a == b:
+            return x, y
+    return f"{a} bytes", f"{b} bytes"
+
+
 def _fit_check(facts: ModelFacts, req: PlanRequest, lay: _Layout, context: int, max_context: int) -> Check:
     where = "the host" if lay.host else "each GPU" if lay.devices > 1 else "the GPU"
     required = _required(facts, lay, context, req.concurrency)
+    need, usable = _gib_pair(required, lay.available_per_device)
     seqs = f"{context} tokens x {req.concurrency}" if req.concurrency > 1 else f"{context} tokens"
     if _fits(facts, lay, context, req.concurrency):
         return Check(
             "fits",
             "pass",
-            f"needs {_gib(required)} of {_gib(lay.available_per_device)} usable on {where} at {seqs}; "
-            f"up to {max_context} tokens per sequence fit",
+            f"needs {need} of {usable} usable on {where} at {seqs}; up to {max_context} tokens per sequence fit",
         )
     if max_context > 0:
         return Check(
             "fits",
             "fail",
-            f"needs {_gib(required)} on {where} at {seqs} but {_gib(lay.available_per_device)} is usable: "
+            f"needs {need} on {where} at {seqs} but {usable} is usable: "
             f"the longest context that fits is {max_context} tokens (--context {max_context}), "
             "or use more GPUs, fewer concurrent sequences or a smaller KV cache dtype",
         )
-    fixed = lay.weights_per_device + lay.overhead_per_device
+    # Not even one token fits: what is counted against the budget before any KV cache is already too much.
+    inside = lay.overhead_per_device if lay.profile.overhead_in_budget or lay.host else 0
+    fixed, usable = _gib_pair(lay.weights_per_device + inside, lay.available_per_device)
+    what = (f"weights ({_gib(lay.weights_per_device)}) and engine overhead ({_gib(inside)}) alone need {fixed}"
+            if inside else f"the weights alone need {fixed}")
     suggestion = _more_gpus(facts, req, lay)
     return Check(
         "fits",
         "fail",
-        f"weights ({_gib(lay.weights_per_device)}) and engine overhead ({_gib(lay.overhead_per_device)}) "
-        f"alone need {_gib(fixed)} on {where} but {_gib(lay.available_per_device)} is usable: "
-        f"{suggestion}choose a smaller quantization",
+        f"{what} on {where} but {usable} is usable: {suggestion}choose a smaller quantization",
     )
 
 
@@ -259,6 +285,8 @@ def plan(facts: ModelFacts, req: PlanRequest) -> Plan:
     if context_check is not None:
         checks.append(context_check)
     checks.append(_fit_check(facts, req, lay, context, max_context))
+    if (outside := _outside_budget_check(lay)) is not None:
+        checks.append(outside)
     return Plan(
         engine=lay.engine,
         device="host" if lay.host else "gpu",

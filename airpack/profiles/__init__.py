@@ -23,6 +23,9 @@ COMMON_OFFLINE_ENV: tuple[tuple[str, str], ...] = (
     ("DO_NOT_TRACK", "1"),
 )
 
+TMP = "/tmp"  # noqa: S108 - inside the container: a tmpfs of its own (airpack.profiles.hardening)
+_HOME_CACHES = (TMP, "/root/.cache", "/root/.triton", "/root/.config")
+
 # Where a profile's health probe argv puts the probe URL and the served name.
 URL = "{url}"
 SERVED_NAME = "{served_name}"
@@ -75,6 +78,10 @@ class RuntimeProfile:
     shm_always: bool = False  # False: only with tensor parallelism > 1
     needs_gguf: bool = False  # serves one GGUF file (DeployContext.main_gguf required)
     ollama_import: bool = False  # the model is imported into the engine's own store at start
+    # Hardening (every target): the root filesystem is read-only where the engine allows it, with a tmpfs on each
+    # folder it writes to (besides the mounts airpack gives it); see airpack.profiles.hardening.
+    read_only_root: bool = True
+    writable_dirs: tuple[str, ...] = (TMP,)
 
     @property
     def default_image(self) -> str:
@@ -115,6 +122,8 @@ PROFILES: dict[str, RuntimeProfile] = {
             {"safetensors", "bin", "awq", "gptq", "fp8", "compressed-tensors", "bitsandbytes", "gguf-plugin"}
         ),
         offline_env=(*COMMON_OFFLINE_ENV, ("VLLM_NO_USAGE_STATS", "1")),
+        # torch.compile / Triton / FlashInfer kernel caches under $HOME (root in the image) [I: the full list]
+        writable_dirs=_HOME_CACHES,
         shm_gib=16,  # docs say --ipc=host or "a large --shm-size" for TP; 16 GiB is our choice [I]
     ),
     "tgi": RuntimeProfile(
@@ -143,6 +152,7 @@ PROFILES: dict[str, RuntimeProfile] = {
         ),
         writes_model_dir="TGI converts .bin weights to safetensors at start, next to the weights",
         offline_env=(*COMMON_OFFLINE_ENV, ("USAGE_STATS", "off")),
+        writable_dirs=(TMP, "/data", "/root/.cache"),  # /data: the image's HF cache; /tmp: shard sockets [I]
         shm_gib=1,
         shm_always=True,
     ),
@@ -220,6 +230,7 @@ PROFILES: dict[str, RuntimeProfile] = {
         formats=frozenset(
             {"safetensors", "awq", "gptq", "fp8", "compressed-tensors", "bitsandbytes", "gguf"}
         ),
+        writable_dirs=_HOME_CACHES,  # as vLLM [I]
         shm_gib=32,
         shm_always=True,
     ),
@@ -237,6 +248,8 @@ PROFILES: dict[str, RuntimeProfile] = {
         openai_endpoints=_OPENAI,
         image_entrypoint=(),
         offline_env=COMMON_OFFLINE_ENV,
+        read_only_root=False,  # nothing is known about where the image writes
+        writable_dirs=(),
     ),
 }
 

@@ -147,6 +147,17 @@ _OLLAMA_SCRIPT = (
 )
 
 
+# python3 -c _PY_KEY_LAUNCH KEY_FILE MODULE FLAG ARGS...: runs MODULE as ``python3 -m MODULE ARGS... FLAG KEY``
+# would, with the key read from KEY_FILE into sys.argv only.
+_PY_KEY_LAUNCH = (
+    "import runpy, sys; "
+    "_, path, module, flag, *args = sys.argv; "
+    "key = open(path, encoding='utf-8').read().strip(); "
+    "sys.argv = [module, *args, flag, key]; "
+    "runpy.run_module(module, run_name='__main__', alter_sys=True)"
+)
+
+
 def build_invocation(profile: RuntimeProfile, launch: Launch) -> Invocation:
     """The container entrypoint, arguments and environment for ``launch`` on ``profile``'s engine."""
     args: list[Value] = []
@@ -185,13 +196,15 @@ def build_invocation(profile: RuntimeProfile, launch: Launch) -> Invocation:
         return Invocation(entrypoint, (*args, file_flag, key), env)
     inner = entrypoint or profile.image_entrypoint
     if profile.api_key_env and inner:
+        # The key goes through a shell into the engine's environment: never in the deploy files, the argv of
+        # `docker run` or the engine's own command line (/proc/PID/cmdline).
         script = f'{profile.api_key_env}="$(cat {key})"; export {profile.api_key_env}; exec "$@"'
-    elif profile.api_key_flag and inner:
-        script = f'exec "$@" {profile.api_key_flag} "$(cat {key})"'
-    else:
-        raise SpecError(f"engine {profile.engine!r} cannot require an API key", hint="install without one")
-    # The key goes through a shell so it never sits in the deploy files, the argv of `docker run` or `ps`.
-    return Invocation(("/bin/sh", "-c", script, "airpack-launch"), (*inner, *args), env)
+        return Invocation(("/bin/sh", "-c", script, "airpack-launch"), (*inner, *args), env)
+    if profile.api_key_flag and len(inner) == 3 and inner[1] == "-m" and isinstance(inner[0], str):
+        # A Python engine that takes its key only as a flag (SGLang): the flag is added to sys.argv inside the
+        # interpreter, which /proc/PID/cmdline never shows: it keeps the argv the process was started with.
+        return Invocation((inner[0], "-c", _PY_KEY_LAUNCH, key, inner[2], profile.api_key_flag), tuple(args), env)
+    raise SpecError(f"engine {profile.engine!r} cannot require an API key", hint="install without one")
 
 
 def health_argv(

@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from airpack.profiles import hardening
 from airpack.profiles.launch import (
     API_KEY_PATH,
     Concat,
@@ -214,5 +215,12 @@ def build(ctx: DeployContext) -> dict[str, Any]:
         "publish": concat(BIND_URL, ":", PORT, f":{port}"),
         "model_host_dir": concat(PREFIX, f"/{ctx.model_subdir}"),
         "host_expr": lambda name: Deferred(f"host.{name}"),
+        # airpack.profiles.hardening: the same confinement in every file
+        "read_only": p.read_only_root,
+        "scratch": [(f"scratch-{i}", d) for i, d in enumerate(hardening.scratch_dirs(p))],
+        "tmpfs_options": hardening.TMPFS_OPTIONS,
+        "no_new_privileges": hardening.NO_NEW_PRIVILEGES,
+        "low_port": hardening.low_port_expr(port),
+        "k8s_cap_add": hardening.cap_add(port),
         "env_word": lambda k, v: concat(k, "=", v),
     }

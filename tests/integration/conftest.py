@@ -14,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hubserver import GGUF_NAME, HubServer, standard_hub
 
+from tests.dockerenv import llama_server_bin  # noqa: F401 - the fixture llama_server_image needs
+
 
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> tuple[Path, str]:

@@ -104,3 +104,24 @@ def test_a_mirror_that_ignores_range_is_stopped_after_a_bounded_read(hub: HubSer
     assert "Range" in str(info.value) and "\n" not in str(info.value)
     sent = sum(r.body_bytes for r in hub.state.requests[seen:])
     assert sent < gguf.size // 2  # the 98 MB file was not read whole
+
+
+def test_cli_plan_without_the_hub_says_plan_needs_it_and_how_to_plan_offline(tmp_path: Path) -> None:
+    """Issue #19 item 5: one line naming the Hub and the offline sources, not "a rerun resumes"."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "airpack.yaml").write_text(
+        "apiVersion: airpack/v1\nname: p\nversion: 1.0.0\nmodel:\n  repo: acme/smol\n"
+        "runtime:\n  engine: llamacpp\ntarget:\n  gpus: 1\n  gpu: L4\n")
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_DISABLE_XET": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    proc = subprocess.run([sys.executable, "-m", "airpack", "plan", str(tmp_path / "airpack.yaml")],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 1, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: plan: acme/smol") and "network error talking to the Hub" in line, line
+    assert "model.path" in line and "model.cache" in line and "rerun resumes" not in line
+    assert "internal error" not in proc.stderr

@@ -204,6 +204,9 @@ def test_install_in_the_air_gap(far: Far) -> None:
     container = far.client.containers.get(data["containerId"])
     assert container.attrs["Image"] == far.config_digest
     assert container.attrs["HostConfig"]["NetworkMode"] == "host"
+    hc = container.attrs["HostConfig"]  # confined (issue #14 item 10), and llama.cpp still answers below
+    assert hc["CapDrop"] == ["ALL"] and not hc["CapAdd"] and hc["SecurityOpt"] == ["no-new-privileges:true"]
+    assert hc["ReadonlyRootfs"] is True and "exec" in hc["Tmpfs"]["/tmp"]
     weights = prefix / "model" / GGUF
     assert weights.stat().st_ino != (far.good / "model" / GGUF).stat().st_ino
     key_file = prefix / "secrets/api-key"

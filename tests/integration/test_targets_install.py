@@ -209,6 +209,11 @@ def test_compose_target_runs_and_answers(built: Built) -> None:
         container = built.client.containers.get(ids[0])
         assert container.labels["com.docker.compose.project"] == project
         assert container.attrs["HostConfig"]["NetworkMode"] == "host"
+        assert container.attrs["Image"] == json.loads((built.good / "airpack.json").read_text())["images"][0][
+            "configDigest"]  # run by ID, not by the airpack.local tag
+        hc = container.attrs["HostConfig"]
+        assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges:true"]
+        assert hc["ReadonlyRootfs"] is True and "/tmp" in hc["Tmpfs"]
         assert (prefix / "model" / GGUF).stat().st_ino != (built.good / "model" / GGUF).stat().st_ino
 
         status, answer = _chat(port, data["apiKey"])
@@ -291,6 +296,20 @@ def test_systemd_target_without_systemd_writes_units_and_prints_commands(built: 
             and "System has not been booted with systemd" not in line
         ]
         assert problems == [], verify.stderr
+
+
+def test_a_new_key_is_printed_alone_on_stdout_never_in_the_summary(built: Built) -> None:
+    """As the docker target does: ``KEY=$(airpack install … --target systemd)`` gets the key and nothing else."""
+    prefix = built.root / "prefix-key-stdout"
+    out = subprocess.run(
+        [sys.executable, "-m", "airpack", "install", str(built.good), "--key", str(built.pub), "--prefix",
+         str(prefix), "--target", "systemd", "--port", str(free_port())],
+        env=built.env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    key = (prefix / "secrets/api-key").read_text().strip()
+    assert out.stdout == key + "\n"
+    assert key not in out.stderr and "API key (shown once, on stdout" in out.stderr
 
 
 def test_kubernetes_target_writes_valid_manifests_and_secret(built: Built) -> None:

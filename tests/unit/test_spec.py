@@ -262,13 +262,13 @@ def test_smollm2_local_manifest_parses_and_selects_the_gguf(tmp_path: Path, gguf
     from airpack.lock import lock_local
 
     (tmp_path / "airpack.yaml").write_bytes((MANIFESTS / "smollm2-local.yaml").read_bytes())
-    (tmp_path / "model").mkdir()
+    (tmp_path / "smollm2-model").mkdir()
     gguf = next(gguf_model.iterdir())
-    (tmp_path / "model" / gguf.name).hardlink_to(gguf)
-    (tmp_path / "model" / "notes.txt").write_text("not selected")
+    (tmp_path / "smollm2-model" / gguf.name).hardlink_to(gguf)
+    (tmp_path / "smollm2-model" / "notes.txt").write_text("not selected")
     spec = parse_spec(yaml.safe_load((MANIFESTS / "smollm2-local.yaml").read_text()), tmp_path)
     assert spec.runtime is not None and spec.runtime.engine == "llamacpp" and spec.target.gpus == 0
-    assert spec.model_dir == tmp_path / "model"
+    assert spec.model_dir == tmp_path / "smollm2-model"
     locked = lock_local(load_spec(tmp_path / "airpack.yaml"))
     assert [f.path for f in locked.files] == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
     assert locked.files[0].size == gguf.stat().st_size

@@ -182,8 +182,9 @@ def test_text_output_says_what_to_run_and_shows_the_diff_on_request() -> None:
         _result(started=True, commands=[], apiKey="ap-k", smoke={"completionTokens": 3, "ttftSeconds": 0.1})
     )
     assert (
-        "endpoint: http://127.0.0.1:8000/v1" in started and "ap-k" in started and "run these" not in started
+        "endpoint: http://127.0.0.1:8000/v1" in started and "ap-k" not in started and "run these" not in started
     )
+    assert "API key (shown once, on stdout; stored in /p/secrets/api-key)" in started
 
 
 @pytest.mark.parametrize(
