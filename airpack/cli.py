@@ -445,19 +445,25 @@ def install(
     not become healthy or fails the smoke test (its container is removed).
     """
     from airpack.install import InstallOptions  # noqa: PLC0415
+    from airpack.install.flags import check_install_flags  # noqa: PLC0415
+
+    def checked(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        check_install_flags(target, registry=registry, apply=apply, show_diff=show_diff)  # exit 2: does not apply
+        return fn()
 
     if target != "docker":  # compose, systemd, kubernetes: airpack.install.targets (docs/targets.md)
         from airpack.install import targets as t  # noqa: PLC0415
 
-        _run("install", as_json, lambda: t.cli_install(bundle, key, t.TargetOptions(
+        _run("install", as_json, lambda: checked(lambda: t.cli_install(bundle, key, t.TargetOptions(
             prefix=prefix, target=target, port=port, bind=bind, network=network, allow_downgrade=allow_downgrade,
             api_key=not no_api_key, registry=registry, apply=apply, keep=keep), live(not as_json),
-            _verified_for(prefix)),
+            _verified_for(prefix))),
             lambda r: note(t.render_text(r, show_diff)))
         return
     options = InstallOptions(prefix=prefix, target=target, port=port, bind=bind, network=network,
                              allow_downgrade=allow_downgrade, api_key=not no_api_key, keep=keep)
-    _run("install", as_json, lambda: _install_impl(bundle, key, options, not as_json), _render_install)
+    _run("install", as_json, lambda: checked(lambda: _install_impl(bundle, key, options, not as_json)),
+         _render_install)
 
 
 def _render_status(r: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import AirpackError, HealthError, InstallError
+from airpack.errors import AirpackError, HealthError, InstallError, RefusedError
 from airpack.install import audit, engine, host, versions
 from airpack.install.health import SmokeResult, smoke_test, wait_healthy
 from airpack.install.versions import Pending, Record
@@ -177,11 +177,11 @@ def settle(prefix: Path, name: str, *, client: Any = None, say: Event | None = N
     if client is not None and say is not None and record is not None and record.pending is not None:
         record = undo(client, prefix, record, say)
     if record is not None and record.name != name:
-        raise InstallError(f"the prefix holds {record.name}, not {name}",
+        raise RefusedError(f"the prefix holds {record.name}, not {name}",
                            hint="uninstall it first, or choose another --prefix")
     current = versions.read_version(prefix, record.active) if record and record.active else None
     if target is not None and current is not None and current.target != target:
-        raise InstallError(f"{prefix} runs {current.name} {current.version} with --target {current.target}",
+        raise RefusedError(f"{prefix} runs {current.name} {current.version} with --target {current.target}",
                            hint="uninstall it first, or install with that target")
     return record, current
 

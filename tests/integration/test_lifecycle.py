@@ -123,14 +123,14 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     assert answers(port, prefix)
 
     rc, refused = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.1.0")
-    assert rc == 1 and "active" in refused["error"]
+    assert rc == 2 and "active" in refused["error"]  # refused for what was asked: exit 2
     rc, one = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.0.0")
     assert rc == 0, one["error"]
     st = status_data(life, prefix)
     assert [v["version"] for v in st["versions"]] == ["1.1.0"] and st["previous"] is None
     assert len(life.containers(prefix)) == 1 and answers(port, prefix)
     rc, again = life.cli("rollback", "--prefix", str(prefix))
-    assert rc == 1 and "no previous version" in again["error"]
+    assert rc == 2 and "no previous version" in again["error"]
 
     log = audit_lines(prefix)
     actions = [(e["action"], e["version"], e["outcome"]) for e in log]

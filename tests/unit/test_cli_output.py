@@ -134,3 +134,30 @@ def test_sizes_have_one_style() -> None:
         "512 B", "16.5 MB", "2.68 GB", "115 MB"]
     assert format_size(67_174_401, up=True) == "67.2 MB" and format_size(67_200_001, up=True) == "67.3 MB"
     assert (plural(1, "piece"), plural(2, "piece"), plural(0, "file")) == ("1 piece", "2 pieces", "0 files")
+
+
+def test_flags_that_do_not_apply_are_refused(tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    base = ("install", tmp_path / "bundle", "--key", tmp_path / "k.pub", "--prefix", prefix)
+    for extra, flag in ((("--show-diff",), "--show-diff"), (("--registry", "r:5000"), "--registry"),
+                        (("--apply",), "--apply"), (("--target", "compose", "--apply"), "--apply"),
+                        (("--target", "systemd", "--registry", "r:5000"), "--registry")):
+        code, out, err = cli(*base, *extra)
+        assert code == 2 and f"error: {flag} does not apply to --target" in err, (extra, err)
+        assert out == ""
+    code, out, _ = cli(*base, "--target", "docker", "--show-diff", "--json")
+    assert code == 2 and json.loads(out)["error"].startswith("--show-diff does not apply to --target docker")
+    code, _, err = cli(*base, "--target", "podman")
+    assert code == 2 and "--target 'podman' is not one of docker, compose, systemd, kubernetes" in err
+    assert not prefix.exists()
+
+
+def test_unknown_gpu_names_its_key_path_or_flag(tmp_path: Path) -> None:
+    spec = _plan_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("gpus: 0", "gpus: 1\n  gpu: L5"))
+    code, _, err = cli("plan", spec)
+    assert code == 2 and "target.gpu: unknown GPU 'L5'" in err and "target.vram" in err and "--vram" not in err
+    code, _, err = cli("lock", spec)  # lock has no --vram: the fix is the spec key
+    assert code == 2 and "target.gpu: unknown GPU 'L5'" in err and "set target.vram" in err
+    code, _, err = cli("plan", spec, "--gpu", "L5")
+    assert code == 2 and "--gpu: unknown GPU 'L5'" in err and "--vram GIB" in err
