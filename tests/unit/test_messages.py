@@ -26,11 +26,7 @@ FOREIGN = {"--merge", "--revision"}  # llama-gguf-split --merge, hf download --r
 
 
 def _strings(node: ast.AST) -> list[str]:
-    out: list[str] = []
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
-            out.append(sub.value)
-    return out
+    return [sub.value for sub in ast.walk(node) if isinstance(sub, ast.Constant) and isinstance(sub.value, str)]
 
 
 def _messages() -> list[tuple[str, str]]:
