@@ -288,11 +288,11 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
         m = d["model"]
         result(f"model: {m.get('source')} {m.get('repo') or m.get('path')} {m.get('commit') or ''}".rstrip())
         for f in m["files"]:
-            result(f"  {f['size']:>14,}  {f['path']}")
+            result(f"  {format_size(f['size']):>9}  {f['path']}")
         for i in d["images"]:
             result(f"image: {i.get('ref')} {i.get('digest')} {i.get('platform', '')}")
         for k, v in sorted(d["kinds"].items()):
-            result(f"{k}: {v['files']} files, {v['bytes']:,} bytes")
+            result(f"{k}: {plural(v['files'], 'file')}, {format_size(v['bytes'])}")
         for target, diff in sorted(d.get("deployDiff", {}).items()):
             result(f"--- {target}: as built → as installed with defaults (host network, API key)")
             result(diff.rstrip() or "(no change)")
