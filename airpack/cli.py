@@ -469,11 +469,11 @@ def install(
 def _render_status(r: dict[str, Any]) -> None:
     c = r["container"] or {"status": "missing"}
     health = "healthy" if r["healthy"] else f"NOT healthy ({r['health']['status'] or r['health']['body']})"
-    result(f"{r['name']} {r['version']} at {r['prefix']}\nendpoint: {r['endpoint']} — {health}\n"
-           f"container: {r['containerName']} {c['status']}")
+    docker_health = f"Docker health: {c['health']}" if c.get("health") else "no Docker health check"
+    result(f"{r['name']} {r['version']} at {r['prefix']}\nendpoint: {r['endpoint']} — {health} (airpack's probe)\n"
+           f"container: {r['containerName']} {c['status']} ({docker_health})")
     if s := r["smoke"]:
-        result(f"last smoke test: {'ok' if s['ok'] else 'FAILED'}, {s['completionTokens']} tokens, first token "
-               f"{s['ttftSeconds']} s, {s['tokensPerSecond']} tokens/s ({r['installed']})")
+        result(f"last smoke test: {_smoke_line(s)} ({s.get('at') or r['installed']})")
     if r.get("unit"):
         result(f"systemd unit: {r['unit']}")
     for v in r.get("versions") or ():
@@ -535,9 +535,16 @@ def rollback(prefix: PrefixOpt, as_json: JsonOpt = False) -> None:
         result(f"rolled back {r['name']} {r['previousVersion']} -> {r['version']}"
                + (f"; endpoint {r['endpoint']}" if r.get("started", True) else " (the record; nothing was "
                   "switched here)"))
+        if r.get("smoke"):
+            result(f"smoke test now: {_smoke_line(r['smoke'])}")
         _print_commands(r, "run these to switch to it:")
 
     _run("rollback", as_json, run, render)
+
+
+def _smoke_line(s: dict[str, Any]) -> str:
+    return (f"{'ok' if s['ok'] else 'FAILED'}, {s['completionTokens']} tokens, first token {s['ttftSeconds']} s, "
+            f"{s['tokensPerSecond']} tokens/s")
 
 
 def _print_commands(r: dict[str, Any], heading: str) -> None:

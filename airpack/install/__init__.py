@@ -149,7 +149,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
     if not report.ok:
         raise _failed_checks(report)
     if record is not None and record.active == vid and current is not None:
-        return _already_active(prefix, current, rendered_files(m), report)
+        return _already_active(prefix, vid, current, rendered_files(m), report, client, say)
     host.check_upgrade(current, m.name, m.version, allow_downgrade=options.allow_downgrade)
     deploy_src = {e.path.removeprefix("deploy/"): _read_signed(verified.path, e)
                   for e in m.files if e.kind == "deploy" and not e.path.startswith("deploy/kubernetes/")}
@@ -201,8 +201,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
     clock.lap("complete")
     clock.timings["complete"] -= clock.timings["firstToken"]
 
-    state = replace(state, smoke=smoke.to_dict())
-    versions.write_version(prefix, vid, state)
+    state = lifecycle.record_smoke(prefix, vid, state, smoke)
     lifecycle.commit(prefix, versions.Record(m.name, active=vid,
                                              previous=base.active if base.active else base.previous))
     audit.append(prefix, audit.entry(op, name=m.name, version=m.version, digest=verified.sums_sha256,
@@ -218,13 +217,15 @@ def rendered_files(m: Any) -> list[str]:
                   if e.kind == "deploy" and not e.path.startswith("deploy/kubernetes/"))
 
 
-def _already_active(prefix: Path, current: host.InstallState, files: list[str],
-                    report: DoctorReport) -> InstallResult:
-    """A rerun of an install that completed: nothing to do while it answers (a rerun is idempotent)."""
+def _already_active(prefix: Path, vid: str, current: host.InstallState, files: list[str],
+                    report: DoctorReport, client: Any, say: Event) -> InstallResult:
+    """A rerun of an install that completed: nothing to install while it answers (a rerun is idempotent), but
+    the smoke test runs again and is the one reported (exit 4 when it fails now)."""
     code, body = probe(current.health_url)
     if code != 200:
         raise InstallError(f"{current.name} {current.version} is the active version here but does not answer "
                            f"({code or body})", hint="'airpack rollback', or 'airpack uninstall' and install again")
+    current = lifecycle.record_smoke(prefix, vid, current, lifecycle.check(client, current, current.container_id, say))
     audit.append(prefix, audit.entry("install", name=current.name, version=current.version, digest=current.digest,
                                      key_fingerprint=current.key_fingerprint, reason="already active"))
     return InstallResult(current, None, tuple(files), report, {})

@@ -88,6 +88,14 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     assert rc == 0, first["error"]
     assert ctx_arg(life, first["data"]["containerId"]) == "2048"
     assert answers(port, prefix)
+    installed_at = first["data"]["smoke"]["at"]
+    time.sleep(1.1)  # the smoke test's time has whole seconds
+    rc, again = life.install("1.0.0", prefix, port)  # the active version again: its smoke test runs now
+    assert rc == 0, again["error"]
+    assert again["data"]["smoke"]["ok"] and again["data"]["smoke"]["at"] > installed_at
+    st = status_data(life, prefix)
+    assert st["smoke"]["at"] == again["data"]["smoke"]["at"]
+    assert st["container"]["health"] in ("starting", "healthy")  # Docker's own health state, beside the probe
 
     rc, up = life.install("1.1.0", prefix, port)
     assert rc == 0, up["error"]
@@ -115,6 +123,7 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     rc, back = life.cli("rollback", "--prefix", str(prefix))
     assert rc == 0, back["error"]
     assert back["data"]["version"] == "1.0.0" and back["data"]["previousVersion"] == "1.1.0"
+    assert back["data"]["smoke"]["ok"] and back["data"]["smoke"]["at"] > again["data"]["smoke"]["at"]
     st = status_data(life, prefix)
     assert st["version"] == "1.0.0" and st["healthy"] and st["previous"].startswith("1.1.0-")
     assert answers(port, prefix)
