@@ -17,13 +17,12 @@ from typing import Any
 
 from airpack.errors import AirpackError, HealthError, InstallError, UsageError, VerificationError
 from airpack.hashing import sha256_bytes
-from airpack.install import audit, engine, host, lifecycle, versions
+from airpack.install import audit, engine, host, lifecycle, model_update, versions
 from airpack.install.doctor import DoctorReport, doctor
 from airpack.install.health import SmokeResult, probe
 from airpack.install.images import load_images, original_tags
 from airpack.install.manage import prune, status, uninstall
 from airpack.layout import Entry
-from airpack.lock import Lock
 from airpack.progress import Reporter, Silent
 from airpack.render import HostParams, render_host
 from airpack.spec import parse_spec
@@ -122,13 +121,13 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
              say: Event) -> InstallResult:
     clock = _Clock()
     m = verified.manifest
-    spec = parse_spec(m.spec, verified.path, check_paths=False)
-    lock = Lock.from_dict(m.lock)
-    if spec.runtime is None:
-        raise InstallError(f"{m.name} {m.version} declares no runtime: there is nothing to run",
-                           hint="copy the weights from the bundle's model/ folder yourself")
+    if parse_spec(m.spec, verified.path, check_paths=False).runtime is None \
+            and lifecycle.settle(prefix, m.name)[1] is None:  # a model update with nothing here to update
+        model_update.runtime_for(verified, None)  # refused (exit 2) before the engine is needed
     client = engine.connect(client)
     record, current = lifecycle.settle(prefix, m.name, client=client, say=say)
+    rt = model_update.runtime_for(verified, current)  # a model-only bundle runs on the active version's runtime
+    spec, lock = rt.spec, rt.lock
     vid = versions.version_id(m.version, verified.sums_sha256)
     vdir = versions.version_dir(prefix, vid)
     params = HostParams(prefix=str(vdir), port=options.port, bind=options.bind, gpus=spec.target.gpus,
@@ -136,7 +135,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
                         api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None)
     from airpack.deploy import deploy_context  # noqa: PLC0415
 
-    ctx = deploy_context(spec, lock, list(m.images))
+    ctx = deploy_context(spec, lock, rt.images)
     runtime = next(i for i in lock.images if i.role == "runtime")
     name = f"{engine.container_name(ctx.slug, prefix)}-{vid}"
     cspec = engine.container_spec(ctx, params, image_id=runtime.config_digest, digest=verified.sums_sha256,
@@ -169,7 +168,8 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
         versions.stage(prefix, vid, verified, rendered, reporter)
         clock.lap("copyWeights")
         record = versions.set_phase(prefix, record, "loading")
-        tags = [*load_images(verified, client, reporter), *original_tags(verified)]
+        tags = [*load_images(verified, client, reporter), *original_tags(verified)] if rt.update_of is None \
+            else list(current.image_tags if current else ())  # a model update: the runtime's images are here
         clock.lap("loadImages")
         key_file, new_key = host.ensure_api_key(prefix) if options.api_key else (None, None)
         record = versions.set_phase(prefix, record, "stopping")
@@ -191,6 +191,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
             api_key_file=str(key_file) if key_file else None, installed=versions.now(),
             health_url=url + cspec.health_path,
             extra={"prefix": str(prefix), "servedName": ctx.served_name, "versionId": vid,
+                   model_update.RUNTIME_KEY: model_update.record(rt),
                    "startPeriod": options.health_timeout or float(cspec.start_period_s),
                    "container": lifecycle.spec_to_dict(cspec)})
         record = versions.set_phase(prefix, record, "health")

@@ -161,3 +161,20 @@ def test_unknown_gpu_names_its_key_path_or_flag(tmp_path: Path) -> None:
     assert code == 2 and "target.gpu: unknown GPU 'L5'" in err and "set target.vram" in err
     code, _, err = cli("plan", spec, "--gpu", "L5")
     assert code == 2 and "--gpu: unknown GPU 'L5'" in err and "--vram GIB" in err
+
+
+def test_status_text_shows_docker_health_and_the_latest_smoke_test(capsys: pytest.CaptureFixture[str]) -> None:
+    from airpack.cli import _render_status
+
+    smoke = {"ok": True, "completionTokens": 12, "ttftSeconds": 0.2, "tokensPerSecond": 30.0,
+             "at": "2026-12-02T18:00:05Z"}
+    r = {"name": "m", "version": "1.0.0", "prefix": "/p", "endpoint": "http://127.0.0.1:8000/v1", "healthy": True,
+         "health": {"status": 200, "body": ""}, "containerName": "airpack-m",
+         "container": {"status": "running", "health": "unhealthy"}, "smoke": smoke,
+         "installed": "2026-12-01T00:00:00Z", "versions": []}
+    _render_status(r)
+    out, err = capsys.readouterr()
+    assert "healthy (airpack's probe)" in out and "running (Docker health: unhealthy)" in out and err == ""
+    assert "last smoke test: ok, 12 tokens" in out and "(2026-12-02T18:00:05Z)" in out
+    _render_status({**r, "container": {"status": "running", "health": None}})
+    assert "(no Docker health check)" in capsys.readouterr().out
