@@ -92,6 +92,7 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     time.sleep(1.1)  # the smoke test's time has whole seconds
     rc, again = life.install("1.0.0", prefix, port)  # the active version again: its smoke test runs now
     assert rc == 0, again["error"]
+    assert audit_lines(prefix)[-1]["reason"] == "already active"
     assert again["data"]["smoke"]["ok"] and again["data"]["smoke"]["at"] > installed_at
     st = status_data(life, prefix)
     assert st["smoke"]["at"] == again["data"]["smoke"]["at"]
@@ -144,14 +145,15 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     log = audit_lines(prefix)
     actions = [(e["action"], e["version"], e["outcome"]) for e in log]
     assert actions == [
-        ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"), ("verify", "1.1.0", "ok"),
-        ("upgrade", "1.1.0", "ok"), ("verify", "1.2.0", "ok"), ("upgrade", "1.2.0", "failed"),
-        ("rollback", "1.0.0", "ok"), ("rollback", "1.1.0", "ok"), ("uninstall", "1.0.0", "ok"),
+        ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"), ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"),
+        ("verify", "1.1.0", "ok"), ("upgrade", "1.1.0", "ok"), ("verify", "1.2.0", "ok"),
+        ("upgrade", "1.2.0", "failed"), ("rollback", "1.0.0", "ok"), ("rollback", "1.1.0", "ok"),
+        ("uninstall", "1.0.0", "ok"),
     ]
     for e in log:
         assert e["name"] == NAME and len(e["digest"]) == 64 and e["keyFingerprint"]
         assert e["user"] and e["uid"] == os.getuid() and e["host"] and e["time"].endswith("Z")
-    assert "--no-such-flag" in log[5]["reason"] and "answering again" in log[5]["reason"]
+    assert "--no-such-flag" in log[7]["reason"] and "answering again" in log[7]["reason"]
 
     rc, _ = life.cli("uninstall", "--prefix", str(prefix), "--all")
     assert rc == 0 and life.containers(prefix) == []

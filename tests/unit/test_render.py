@@ -248,7 +248,7 @@ def test_systemd_escapes_specifiers_and_dollars() -> None:
 
 
 def test_control_characters_in_served_name_are_refused() -> None:
-    with pytest.raises(SpecError, match="runtime.servedName"):
+    with pytest.raises(SpecError, match=r"runtime\.servedName"):
         context("vllm", served_name="a\nb: c")
 
 
