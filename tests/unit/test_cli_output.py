@@ -178,3 +178,16 @@ def test_status_text_shows_docker_health_and_the_latest_smoke_test(capsys: pytes
     assert "last smoke test: ok, 12 tokens" in out and "(2026-12-02T18:00:05Z)" in out
     _render_status({**r, "container": {"status": "running", "health": None}})
     assert "(no Docker health check)" in capsys.readouterr().out
+
+
+def test_model_only_bundle_on_an_empty_prefix_is_refused_without_an_engine(
+        built_bundle, small_model: Path, keys, tmp_path: Path) -> None:
+    bundle = built_bundle(small_model, key=keys.ecdsa)  # no runtime: a model update
+    prefix = tmp_path / "prefix"
+    code, out, err = cli("install", bundle, "--key", keys.ecdsa.pair.public_path, "--prefix", prefix)
+    assert code == 2 and out == ""
+    assert "test-model 1.0.0 is a model-only bundle (a model update), and no test-model runs at this prefix" in err
+    assert not list(prefix.glob("versions/*"))  # nothing installed; no engine was needed to say so
+    code, out, err = cli("install", bundle, "--key", keys.ecdsa.pair.public_path, "--prefix", prefix,
+                         "--target", "compose")
+    assert code == 2 and "--target compose does not take one" in err
