@@ -27,6 +27,7 @@ from airpack.lock import Lock, LockedFile
 from airpack.progress import Reporter, Silent
 from airpack.signing import PrivateKey, fingerprint, sign_bytes
 from airpack.spec import Spec
+from airpack.units import format_size
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,8 @@ def check_space(folder: Path, need: int, what: str, *, hint: str | None = None) 
     """Refuse before writing when ``folder``'s file system has less than ``need`` bytes free."""
     free = shutil.disk_usage(folder).free
     if need > free:
-        raise BuildError(f"{folder}: {free / 1e9:.2f} GB free, {need / 1e9:.2f} GB needed for {what}", hint=hint)
+        raise BuildError(f"{folder}: {format_size(free)} free, {format_size(need, up=True)} needed for {what}",
+                         hint=hint)
 
 
 def write_sums_and_sign(bundle: Path, sums: bytes, key: PrivateKey | None, *, manifest: Manifest) -> str | None:

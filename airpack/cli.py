@@ -5,96 +5,39 @@ codes in exactly one place, ``_run``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from airpack import __version__
-from airpack.errors import EXIT_ERROR, EXIT_OK, AirpackError, UsageError, VerificationError
-from airpack.progress import Advance, Reporter, Silent
-from airpack.textsafe import escape
+from airpack.cli_help import App
+from airpack.cli_output import Verdict, err, live, note, print_checks, result, run
+from airpack.cli_output import reporter as _reporter
+from airpack.errors import EXIT_ERROR, UsageError, VerificationError
+from airpack.progress import Reporter
+from airpack.units import format_size, plural
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Carry LLMs into air-gapped networks as one signed, verifiable bundle.")
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+          help="Carry LLMs into air-gapped networks as one signed, verifiable bundle.")
 T = TypeVar("T")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
-SpecArg = Annotated[Path, typer.Argument(help="The spec file (airpack.yaml).", show_default=False)]
-BundleArg = Annotated[Path, typer.Argument(help="The bundle folder.", show_default=False)]
-PubKeyOpt = Annotated[list[Path], typer.Option("--key", help="Trusted public key (PEM), or a folder of *.pub "
-                                                "(a trust store); repeatable.")]
-
-
-class _RichReporter:
-    """Progress bars on stderr when it is a terminal; silent otherwise."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-
-    def task(self, description: str, total: int) -> Advance:
-        task_id = self._progress.add_task(description, total=total)
-        return lambda n: self._progress.advance(task_id, n)
-
-    def done(self, advance: Advance) -> None:
-        return None
-
-
-@contextmanager
-def _reporter(enabled: bool) -> Iterator[Reporter]:
-    if not (enabled and err.is_terminal):
-        yield Silent()
-        return
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True) as progress:
-        yield _RichReporter(progress)
-
-
-def _emit_json(command: str, exit_code: int, data: Any, problems: list[dict[str, str]] | None = None,
-               error: str | None = None) -> None:
-    out = {"airpackResultVersion": 1, "command": command, "ok": exit_code == EXIT_OK, "exitCode": exit_code,
-           "data": data, "problems": problems or [], "error": error}
-    sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
+SpecArg = Annotated[Path, typer.Argument(help="The spec file (airpack.yaml).", show_default=False, metavar="SPEC")]
+BundleArg = Annotated[Path, typer.Argument(help="The bundle folder.", show_default=False, metavar="BUNDLE")]
+_PASSPHRASE_HELP = "The environment variable that holds the private key's passphrase."  # noqa: S105
+PubKeyOpt = Annotated[list[Path], typer.Option("--key", metavar="FILE", help="Trusted public key (PEM), or a folder "
+                                               "of *.pub (a trust store); repeatable.")]
 
 
 def _run(command: str, as_json: bool, fn: Callable[[], T], render: Callable[[T], None]) -> None:
-    """Call ``fn``; print its result or its error; exit with the error's code. The one error→exit mapping."""
-    try:
-        result = fn()
-    except AirpackError as exc:
-        problems = [p.to_dict() for p in exc.problems] if isinstance(exc, VerificationError) else []  # type: ignore[attr-defined]
-        if as_json:
-            _emit_json(command, exc.exit_code, None, problems, str(exc))
-        else:
-            for p in problems[:50]:
-                err.print(f"  {p['kind']:<18} {p['path']}  ({p['detail']})", markup=False)
-            if len(problems) > 50:
-                err.print(f"  … and {len(problems) - 50} more (use --json for all)")
-            err.print(f"error: {exc}", markup=False, style="bold red")
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
-    except OSError as exc:  # disk full, media pulled out: one line, never a traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        msg = escape(f"{where}{exc.strerror or exc}")  # a file name from a bundle or volume may hold controls
-        if as_json:
-            _emit_json(command, EXIT_ERROR, None, error=msg)
-        else:
-            err.print(f"error: {msg}", markup=False, style="bold red")
-        raise typer.Exit(EXIT_ERROR) from None
-    if as_json:
-        _emit_json(command, EXIT_OK, result)
-    else:
-        render(result)
+    """Call ``fn`` and print its result or its error (:func:`airpack.cli_output.run`); exit with its code."""
+    code = run(command, as_json, fn, render)
+    if code:
+        raise typer.Exit(code)
 
 
 def _cache() -> Path:
@@ -105,7 +48,7 @@ def _cache() -> Path:
 
 @app.command()
 def keygen(
-    out: Annotated[Path, typer.Option("--out", help="Folder for NAME.key and NAME.pub.")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for NAME.key and NAME.pub.")],
     name: Annotated[str, typer.Option("--name", help="Base name of the key files.")] = "airpack",
     algorithm: Annotated[str, typer.Option("--algorithm", help="ecdsa-p256 (default) or ed25519.")] = "ecdsa-p256",
     passphrase_env: Annotated[str | None, typer.Option("--passphrase-env", help="Encrypt the key with the "
@@ -118,8 +61,8 @@ def keygen(
     from airpack.keys import make_key_pair  # noqa: PLC0415
 
     def render(kp: dict[str, Any]) -> None:
-        err.print(f"private key: {kp['private_key']} {kp['where']}\npublic key:  {kp['public_key']}\n"
-                  f"fingerprint: {kp['fingerprint']}", markup=False)
+        result(f"private key: {kp['private_key']} {kp['where']}\npublic key:  {kp['public_key']}\n"
+               f"fingerprint: {kp['fingerprint']}")
 
     _run("keygen", as_json, lambda: make_key_pair(out, name=name, algorithm=algorithm, passphrase_env=passphrase_env,
                                                   pkcs11=pkcs11), render)
@@ -140,18 +83,18 @@ def _lock_impl(spec_path: Path, out: Path | None) -> dict[str, Any]:
 
 
 @app.command()
-def lock(spec: SpecArg, out: Annotated[Path | None, typer.Option("-o", "--out", help="Lock file to write "
-                                                                  "(default: airpack.lock beside the spec).")] = None,
+def lock(spec: SpecArg, out: Annotated[Path | None, typer.Option("-o", "--out", metavar="FILE", help="Lock file to write "
+                                                                  "(default: SPEC.lock beside the spec).")] = None,
          as_json: JsonOpt = False) -> None:
     """Pin every file (size, sha256), commit and image digest, and check the model fits the target."""
 
     def render(r: dict[str, Any]) -> None:
-        err.print(f"locked {r['files']} files ({r['bytes'] / 1e6:.1f} MB) → {r['lock']}", markup=False)
+        result(f"locked {plural(r['files'], 'file')} ({format_size(r['bytes'])}) → {r['lock']}")
         for e in r["excluded"]:
-            err.print(f"  left out {e['path']}: {e['reason']}", markup=False)
+            result(f"  left out {e['path']}: {e['reason']}")
         for c in r["checks"]:
             if c["status"] != "pass":
-                err.print(f"  {c['status']}: {c['name']}: {c['message']}", markup=False)
+                note(f"  {c['status']}: {c['name']}: {c['message']}")
 
     _run("lock", as_json, lambda: _lock_impl(spec, out), render)
 
@@ -176,18 +119,18 @@ def _build_impl(spec_path: Path, out: Path, key_path: Path | None, passphrase_en
     with _reporter(progress) as reporter:
         result = build_bundle(spec, lk, out, key=key, cache_dir=_cache(), force=force, reporter=reporter)
     return {"bundle": str(result.path), "name": result.manifest.name, "version": result.manifest.version,
-            "files": len(result.manifest.files), "bytes": result.total_bytes,
+            "files": len(result.manifest.files) + 1, "bytes": result.total_bytes,  # as verify counts
             "sums_sha256": result.sums_sha256, "signed_by": result.signed_by}
 
 
 @app.command()
 def build(
     spec: SpecArg,
-    out: Annotated[Path, typer.Option("--out", help="Where the bundle folder appears when complete.")],
-    key: Annotated[Path | None, typer.Option("--key", help="Sign at once with this private key (PEM file or "
-                                             "pkcs11: URI).")] = None,
-    passphrase_env: Annotated[str | None, typer.Option("--passphrase-env")] = None,
-    lock_file: Annotated[Path | None, typer.Option("--lock", help="Lock file (default: beside the spec).")] = None,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Where the bundle folder appears when complete.")],
+    key: Annotated[Path | None, typer.Option("--key", metavar="FILE", help="Sign at once with this private key "
+                                             "(PEM file or pkcs11: URI).")] = None,
+    passphrase_env: Annotated[str | None, typer.Option("--passphrase-env", metavar="VAR", help=_PASSPHRASE_HELP)] = None,
+    lock_file: Annotated[Path | None, typer.Option("--lock", metavar="FILE", help="Lock file (default: SPEC.lock beside the spec).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle at --out.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -195,8 +138,8 @@ def build(
 
     def render(r: dict[str, Any]) -> None:
         signed = f"signed by {r['signed_by']}" if r["signed_by"] else "UNSIGNED (run 'airpack sign')"
-        err.print(f"built {r['bundle']}: {r['name']} {r['version']}, {r['files']} files, "
-                  f"{r['bytes'] / 1e6:.1f} MB, {signed}", markup=False)
+        result(f"built {r['bundle']}: {r['name']} {r['version']}, {plural(r['files'], 'file')}, "
+               f"{format_size(r['bytes'])}, {signed}")
 
     _run("build", as_json, lambda: _build_impl(spec, out, key, passphrase_env, force, lock_file, not as_json),
          render)
@@ -215,17 +158,17 @@ def _sign_impl(bundle: Path, key_path: Path, passphrase_env: str | None, force: 
 
 
 @app.command()
-def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", help="Private key (PEM file or pkcs11: "
-                                                               "URI).")],
-         passphrase_env: Annotated[str | None, typer.Option("--passphrase-env")] = None,
+def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", metavar="FILE", help="Private key (PEM file "
+                                                               "or pkcs11: URI).")],
+         passphrase_env: Annotated[str | None, typer.Option("--passphrase-env", metavar="VAR", help=_PASSPHRASE_HELP)] = None,
          force: Annotated[bool, typer.Option("--force", help="Replace an existing signature.")] = False,
-         pub: Annotated[list[Path] | None, typer.Option("--pub", help="Public key (PEM) to name the signer of an "
-                                                        "existing signature by; repeatable.")] = None,
+         pub: Annotated[list[Path] | None, typer.Option("--pub", metavar="FILE", help="Public key (PEM) to name the "
+                                                        "signer of an existing signature by; repeatable.")] = None,
          as_json: JsonOpt = False) -> None:
     """Sign a built bundle (after checking every file against its SHA256SUMS)."""
     _run("sign", as_json, lambda: _sign_impl(bundle, key, passphrase_env, force, pub or [], not as_json),
-         lambda r: err.print(f"signed {r['bundle']} with {r['signed_by']}" + (
-             f" (replaced a signature by {r['replaced']})" if r["replaced"] else ""), markup=False))
+         lambda r: result(f"signed {r['bundle']} with {r['signed_by']}" + (
+             f" (replaced a signature by {r['replaced']})" if r["replaced"] else "")))
 
 
 def _trusted(keys: list[Path]) -> list[Any]:
@@ -258,11 +201,11 @@ def verify(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
     """Prove every byte of the bundle is what the trusted key signed. Exit 3 when it is not."""
 
     def render(r: dict[str, Any]) -> None:
-        what = f"volume {r['volume']} of {r['count']}, {r['files']} pieces" if "volume" in r else f"{r['files']} files"
-        err.print(f"OK {r['name']} {r['version']}: {what}, {r['bytes'] / 1e6:.1f} MB, "
-                  f"signed by {r['key_fingerprint']}", markup=False)
+        what = (f"volume {r['volume']} of {r['count']}, {plural(r['files'], 'piece')}" if "volume" in r
+                else plural(r["files"], "file"))
+        result(f"OK {r['name']} {r['version']}: {what}, {format_size(r['bytes'])}, signed by {r['key_fingerprint']}")
         for path, state in r.get("attestations", {}).items():
-            err.print(f"  {path}: {state}", markup=False)
+            result(f"  {path}: {state}")
 
     _run("verify", as_json, lambda: _verify_impl(bundle, key, not as_json), render)
 
@@ -284,18 +227,18 @@ def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str, max_file: 
 
 @app.command()
 def split(bundle: BundleArg, key: PubKeyOpt,
-          out: Annotated[Path, typer.Option("--out", help="Folder to write the volume folders into.")],
-          size: Annotated[str, typer.Option("--size", help="Capacity of one volume: 32GB (10^9), 4GiB, 700MB.")],
+          out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder to write the volume folders into.")],
+          size: Annotated[str, typer.Option("--size", metavar="SIZE", help="Capacity of one volume: 32GB (10^9), 4GiB, 700MB.")],
           max_file: Annotated[str | None, typer.Option(
-              "--max-file", help="Largest file on the media, e.g. 4095MiB for FAT32.")] = None,
+              "--max-file", metavar="SIZE", help="Largest file on the media, e.g. 4095MiB for FAT32.")] = None,
           volume: Annotated[int | None, typer.Option("--volume", help="Write only volume N (e.g. straight onto "
                                                      "the mounted medium).")] = None,
           as_json: JsonOpt = False) -> None:
     """Split a verified bundle into volumes for removable media; each can be verified on its own."""
     def render(r: dict[str, Any]) -> None:
         for v in r["volumes"]:
-            err.print(f"volume {v['index']} of {r['count']}: {v['folder']} ({v['pieces']} pieces, "
-                      f"{v['bytes'] / 1e9:.2f} GB)", markup=False)
+            result(f"volume {v['index']} of {r['count']}: {v['folder']} ({plural(v['pieces'], 'piece')}, "
+                   f"{format_size(v['bytes'])})")
 
     _run("split", as_json, lambda: _split_impl(bundle, key, out, size, max_file, volume, not as_json), render)
 
@@ -312,19 +255,19 @@ def _join_impl(volumes: list[Path], keys: list[Path], out: Path, progress: bool)
 
 @app.command()
 def join(volumes: Annotated[list[Path], typer.Argument(help="Volume folders (any order; more in later runs).",
-                                                       show_default=False)],
+                                                       show_default=False, metavar="VOLUME")],
          key: PubKeyOpt,
-         out: Annotated[Path, typer.Option("--out", help="The bundle folder to assemble.")],
+         out: Annotated[Path, typer.Option("--out", metavar="DIR", help="The bundle folder to assemble.")],
          as_json: JsonOpt = False) -> None:
     """Join volumes into the bundle, checking every piece as it is copied; resumable, one medium at a time."""
     def render(r: dict[str, Any]) -> None:
         if r["complete"]:
-            err.print(f"complete: {r['out']} (now 'airpack install' it)", markup=False)
+            result(f"complete: {r['out']} (now 'airpack install' it)")
         else:
             needed = ", ".join(map(str, r["missing"])) or "the rest of a volume already started"
-            err.print(f"have volume(s) {', '.join(map(str, r['volumes'])) or 'none yet'} of {r['count']}; "
-                      f"{r['missing_files']} file(s) incomplete; still needed: {needed} (rerun 'airpack join' "
-                      "with them)", markup=False)
+            result(f"have volume(s) {', '.join(map(str, r['volumes'])) or 'none yet'} of {r['count']}; "
+                   f"{plural(r['missing_files'], 'file')} incomplete; still needed: {needed} (rerun "
+                   "'airpack join' with them)")
 
     _run("join", as_json, lambda: _join_impl(volumes, key, out, not as_json), render)
 
@@ -344,23 +287,21 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
         return describe_bundle(bundle, _trusted(key or []), diff=show_diff or as_json)
 
     def render(d: dict[str, Any]) -> None:
-        err.print(f"{d['name']} {d['version']} (created {d['created']}, airpack {d['airpackVersion']}, "
-                  f"format {d['formatVersion']}) — {'signed' if d['signed'] else 'UNSIGNED'}, not verified",
-                  markup=False)
+        result(f"{d['name']} {d['version']} (created {d['created']}, airpack {d['airpackVersion']}, "
+               f"format {d['formatVersion']}) — {'signed' if d['signed'] else 'UNSIGNED'}, not verified")
         m = d["model"]
-        err.print(f"model: {m.get('source')} {m.get('repo') or m.get('path')} {m.get('commit') or ''}".rstrip(),
-                  markup=False)
+        result(f"model: {m.get('source')} {m.get('repo') or m.get('path')} {m.get('commit') or ''}".rstrip())
         for f in m["files"]:
-            err.print(f"  {f['size']:>14,}  {f['path']}", markup=False)
+            result(f"  {format_size(f['size']):>9}  {f['path']}")
         for i in d["images"]:
-            err.print(f"image: {i.get('ref')} {i.get('digest')} {i.get('platform', '')}", markup=False)
+            result(f"image: {i.get('ref')} {i.get('digest')} {i.get('platform', '')}")
         for k, v in sorted(d["kinds"].items()):
-            err.print(f"{k}: {v['files']} files, {v['bytes']:,} bytes", markup=False)
+            result(f"{k}: {plural(v['files'], 'file')}, {format_size(v['bytes'])}")
         for path, info in d.get("attestations", {}).items():
-            err.print(f"{path}: " + ", ".join(f"{k} {v}" for k, v in info.items()), markup=False)
+            result(f"{path}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
         for target, diff in sorted(d.get("deployDiff", {}).items()):
-            err.print(f"--- {target}: as built → as installed with defaults (host network, API key)", markup=False)
-            err.print(diff.rstrip() or "(no change)", markup=False, highlight=False)
+            result(f"--- {target}: as built → as installed with defaults (host network, API key)")
+            result(diff.rstrip() or "(no change)")
 
     _run("inspect", as_json, describe, render)
 
@@ -370,37 +311,13 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
 PrefixOpt = Annotated[Path, typer.Option("--prefix", help="Install folder (weights, deploy files, state).")]
 
 
-@contextmanager
-def _live(enabled: bool) -> Iterator[tuple[Reporter, Callable[[str], None]]]:
-    """Byte progress bars plus one status line for phases (health waits), in a single live display."""
-    if not enabled:
-        yield Silent(), lambda _: None
-        return
-    if not err.is_terminal:
-        yield Silent(), lambda msg: err.print(msg, markup=False)
-        return
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True) as progress:
-        line = progress.add_task("", total=None)
-        yield _RichReporter(progress), lambda msg: progress.update(line, description=msg)
-
-
 def _verified(bundle: Path, keys: list[Path], reporter: Reporter) -> Any:
     from airpack.verify import verify_bundle  # noqa: PLC0415
 
     return verify_bundle(bundle, _trusted(keys), reporter=reporter)
 
 
-def _print_checks(checks: list[dict[str, Any]]) -> None:
-    style = {"pass": "green", "warn": "yellow", "fail": "bold red"}
-    for c in checks:
-        err.print(f"[{style[c['status']]}]{c['status'].upper():<4}[/] {c['name']:<14} ", end="")
-        err.print(c["detail"], markup=False)
-        if c["fix"] and c["status"] != "pass":
-            err.print(f"     fix: {c['fix']}", markup=False)
-
-
-def _doctor_impl(bundle: Path | None, prefix: Path | None, as_json: bool) -> dict[str, Any]:
+def _doctor_impl(bundle: Path | None, prefix: Path | None) -> dict[str, Any]:
     from airpack.describe import unverified_manifest  # noqa: PLC0415
     from airpack.errors import InstallError  # noqa: PLC0415
     from airpack.install.doctor import doctor as run_doctor  # noqa: PLC0415
@@ -408,11 +325,9 @@ def _doctor_impl(bundle: Path | None, prefix: Path | None, as_json: bool) -> dic
     manifest = unverified_manifest(bundle) if bundle is not None else None  # capped, no link, no FIFO
     where = prefix or Path("/opt/airpack") / (manifest.name if manifest else "")
     report = run_doctor(where, manifest, bundle).to_dict()
-    if not report["ok"]:
-        if not as_json:
-            _print_checks(report["checks"])
+    if not report["ok"]:  # exit 1 when a check fails (0 when all pass or only warn): the report still prints
         failed = [f"{c['name']}: {c['detail']}" for c in report["checks"] if c["status"] == "fail"]
-        raise InstallError(f"{len(failed)} check(s) failed: " + "; ".join(failed))
+        raise Verdict(report, InstallError(f"{len(failed)} check(s) failed: " + "; ".join(failed)))
     return report
 
 
@@ -425,14 +340,14 @@ def doctor(
     as_json: JsonOpt = False,
 ) -> None:
     """Can this host run the bundle? OS, Docker, NVIDIA driver, GPUs and VRAM, container runtime, disk."""
-    _run("doctor", as_json, lambda: _doctor_impl(bundle, prefix, as_json), lambda r: _print_checks(r["checks"]))
+    _run("doctor", as_json, lambda: _doctor_impl(bundle, prefix), lambda r: print_checks(r["checks"]))
 
 
 def _load_impl(bundle: Path, keys: list[Path], progress: bool) -> dict[str, Any]:
     from airpack.install.engine import connect  # noqa: PLC0415
     from airpack.install.images import load_images  # noqa: PLC0415
 
-    with _live(progress) as (reporter, _):
+    with live(progress) as (reporter, _):
         vb = _verified(bundle, keys, reporter)
         tags = load_images(vb, connect(), reporter)
     return {"bundle": str(bundle), "name": vb.manifest.name, "version": vb.manifest.version, "tags": tags}
@@ -442,13 +357,13 @@ def _load_impl(bundle: Path, keys: list[Path], progress: bool) -> dict[str, Any]
 def load(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
     """Verify the bundle, then load its images into the local Docker engine."""
     _run("load", as_json, lambda: _load_impl(bundle, key, not as_json),
-         lambda r: err.print("loaded " + (", ".join(r["tags"]) or "no images"), markup=False))
+         lambda r: result("loaded " + (", ".join(r["tags"]) or "no images")))
 
 
 def _push_impl(bundle: Path, keys: list[Path], registry: str, progress: bool) -> dict[str, Any]:
     from airpack.install.images import push_images  # noqa: PLC0415
 
-    with _live(progress) as (reporter, _):
+    with live(progress) as (reporter, _):
         vb = _verified(bundle, keys, reporter)
         refs = push_images(vb, registry, reporter)
     return {"bundle": str(bundle), "registry": registry, "images": refs}
@@ -456,11 +371,11 @@ def _push_impl(bundle: Path, keys: list[Path], registry: str, progress: bool) ->
 
 @app.command()
 def push(bundle: BundleArg, key: PubKeyOpt,
-         registry: Annotated[str, typer.Option("--registry", help="HOST[:PORT][/PREFIX] of the internal registry.")],
+         registry: Annotated[str, typer.Option("--registry", metavar="REGISTRY", help="HOST[:PORT][/PREFIX] of the internal registry.")],
          as_json: JsonOpt = False) -> None:
     """Verify the bundle, then push its images, byte for byte, to an internal registry."""
     _run("push", as_json, lambda: _push_impl(bundle, key, registry, not as_json),
-         lambda r: err.print("\n".join(f"pushed {ref}" for ref in r["images"]), markup=False))
+         lambda r: result("\n".join(f"pushed {ref}" for ref in r["images"])))
 
 
 def _verified_for(prefix: Path) -> Callable[[Path, list[Path], Reporter], Any]:
@@ -480,7 +395,7 @@ def _verified_for(prefix: Path) -> Callable[[Path, list[Path], Reporter], Any]:
 def _install_impl(bundle: Path, keys: list[Path], options: Any, progress: bool) -> dict[str, Any]:
     from airpack.install import install as do_install  # noqa: PLC0415
 
-    with _live(progress) as (reporter, event):
+    with live(progress) as (reporter, event):
         event("verifying")
         vb = _verified_for(options.prefix)(bundle, keys, reporter)
         return do_install(vb, options, reporter=reporter, on_event=event).to_dict()
@@ -488,27 +403,27 @@ def _install_impl(bundle: Path, keys: list[Path], options: Any, progress: bool) 
 
 def _render_summary(summary: str, r: dict[str, Any]) -> None:
     """The summary on stderr; a key made by this install alone on stdout, as the docker target prints it."""
-    err.print(summary, markup=False)
+    note(summary)
     if r["apiKey"]:
         sys.stdout.write(r["apiKey"] + "\n")
 
 
 def _render_install(r: dict[str, Any]) -> None:
     s = r["smoke"]
-    err.print(f"installed {r['name']} {r['version']} at {r['prefix']} (container {r['containerName']})\n"
-              f"endpoint: {r['endpoint']}  (OpenAI-compatible; model {r['servedName']!r})\n"
-              f"smoke test: {s['completionTokens']} tokens, first token {s['ttftSeconds']:.2f} s, "
-              f"{s['tokensPerSecond'] or 0:.1f} tokens/s, {s['latencySeconds']:.2f} s in all", markup=False)
+    note(f"installed {r['name']} {r['version']} at {r['prefix']} (container {r['containerName']})\n"
+         f"endpoint: {r['endpoint']}  (OpenAI-compatible; model {r['servedName']!r})\n"
+         f"smoke test: {s['completionTokens']} tokens, first token {s['ttftSeconds']:.2f} s, "
+         f"{s['tokensPerSecond'] or 0:.1f} tokens/s, {s['latencySeconds']:.2f} s in all")
     if r["apiKey"]:
-        err.print(f"API key (shown once; stored in {r['apiKeyFile']}):", markup=False)
+        note(f"API key (shown once; stored in {r['apiKeyFile']}):")
         sys.stdout.write(r["apiKey"] + "\n")
     elif r["apiKeyFile"]:
-        err.print(f"API key: unchanged, in {r['apiKeyFile']}", markup=False)
+        note(f"API key: unchanged, in {r['apiKeyFile']}")
     else:
-        err.print("no API key: anyone who can reach the endpoint can use it", markup=False)
-    err.print("deploy files: " + ", ".join(r["deployFiles"]), markup=False)
+        note("no API key: anyone who can reach the endpoint can use it")
+    note("deploy files: " + ", ".join(r["deployFiles"]))
     if r.get("pruned"):
-        err.print("removed older versions (--keep): " + ", ".join(r["pruned"]), markup=False)
+        note("removed older versions (--keep): " + ", ".join(r["pruned"]))
 
 
 @app.command()
@@ -522,7 +437,7 @@ def install(
                                          "bridge (published port).")] = "host",
     allow_downgrade: Annotated[bool, typer.Option("--allow-downgrade", help="Install over a newer version.")] = False,
     no_api_key: Annotated[bool, typer.Option("--no-api-key", help="Leave the endpoint without an API key.")] = False,
-    registry: Annotated[str | None, typer.Option("--registry", help="kubernetes: HOST[:PORT][/PREFIX] that "
+    registry: Annotated[str | None, typer.Option("--registry", metavar="REGISTRY", help="kubernetes: HOST[:PORT][/PREFIX] that "
                                                  "'airpack push' put the images in.")] = None,
     apply: Annotated[bool, typer.Option("--apply", help="kubernetes: run kubectl apply.")] = False,
     show_diff: Annotated[bool, typer.Option("--show-diff", help="Print the deploy files' changes from the "
@@ -538,37 +453,42 @@ def install(
     not become healthy or fails the smoke test (its container is removed).
     """
     from airpack.install import InstallOptions  # noqa: PLC0415
+    from airpack.install.flags import check_install_flags  # noqa: PLC0415
+
+    def checked(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        check_install_flags(target, registry=registry, apply=apply, show_diff=show_diff)  # exit 2: does not apply
+        return fn()
 
     if target != "docker":  # compose, systemd, kubernetes: airpack.install.targets (docs/targets.md)
         from airpack.install import targets as t  # noqa: PLC0415
 
-        _run("install", as_json, lambda: t.cli_install(bundle, key, t.TargetOptions(
+        _run("install", as_json, lambda: checked(lambda: t.cli_install(bundle, key, t.TargetOptions(
             prefix=prefix, target=target, port=port, bind=bind, network=network, allow_downgrade=allow_downgrade,
-            api_key=not no_api_key, registry=registry, apply=apply, keep=keep), _live(not as_json),
-            _verified_for(prefix)),
+            api_key=not no_api_key, registry=registry, apply=apply, keep=keep), live(not as_json),
+            _verified_for(prefix))),
             lambda r: _render_summary(t.render_text(r, show_diff), r))
         return
     options = InstallOptions(prefix=prefix, target=target, port=port, bind=bind, network=network,
                              allow_downgrade=allow_downgrade, api_key=not no_api_key, keep=keep)
-    _run("install", as_json, lambda: _install_impl(bundle, key, options, not as_json), _render_install)
+    _run("install", as_json, lambda: checked(lambda: _install_impl(bundle, key, options, not as_json)),
+         _render_install)
 
 
 def _render_status(r: dict[str, Any]) -> None:
     c = r["container"] or {"status": "missing"}
     health = "healthy" if r["healthy"] else f"NOT healthy ({r['health']['status'] or r['health']['body']})"
-    err.print(f"{r['name']} {r['version']} at {r['prefix']}\nendpoint: {r['endpoint']} — {health}\n"
-              f"container: {r['containerName']} {c['status']}", markup=False)
+    docker_health = f"Docker health: {c['health']}" if c.get("health") else "no Docker health check"
+    result(f"{r['name']} {r['version']} at {r['prefix']}\nendpoint: {r['endpoint']} — {health} (airpack's probe)\n"
+           f"container: {r['containerName']} {c['status']} ({docker_health})")
     if s := r["smoke"]:
-        err.print(f"last smoke test: {'ok' if s['ok'] else 'FAILED'}, {s['completionTokens']} tokens, first token "
-                  f"{s['ttftSeconds']} s, {s['tokensPerSecond']} tokens/s ({r['installed']})", markup=False)
+        result(f"last smoke test: {_smoke_line(s)} ({s.get('at') or r['installed']})")
     if r.get("unit"):
-        err.print(f"systemd unit: {r['unit']}", markup=False)
+        result(f"systemd unit: {r['unit']}")
     for v in r.get("versions") or ():
         mark = "active" if v["active"] else "previous" if v["previous"] else "kept"
-        err.print(f"  {v['id']:<28} {mark:<8} container {(v['container'] or {}).get('status', 'missing')}",
-                  markup=False)
+        result(f"  {v['id']:<28} {mark:<8} container {(v['container'] or {}).get('status', 'missing')}")
     if p := r.get("pending"):
-        err.print(f"unfinished {p['op']} to {p['to']} (phase {p['phase']}): in progress", markup=False)
+        result(f"unfinished {p['op']} to {p['to']} (phase {p['phase']}): in progress")
 
 
 @app.command()
@@ -595,9 +515,9 @@ def uninstall(
     from airpack.install import uninstall as do_uninstall  # noqa: PLC0415
 
     def render(r: dict[str, Any]) -> None:
-        err.print(f"removed {len(r['containersRemoved'])} container(s)"
-                  + (f", images {', '.join(r['imagesRemoved'])}" if r["imagesRemoved"] else "")
-                  + ("; weights kept" if r["weightsKept"] else "; weights removed"), markup=False)
+        result(f"removed {len(r['containersRemoved'])} container(s)"
+               + (f", images {', '.join(r['imagesRemoved'])}" if r["imagesRemoved"] else "")
+               + ("; weights kept" if r["weightsKept"] else "; weights removed"))
         _print_commands(r, "run these to take it away:")
 
     def run() -> dict[str, Any]:
@@ -616,24 +536,31 @@ def rollback(prefix: PrefixOpt, as_json: JsonOpt = False) -> None:
     from airpack.install import rollback as do_rollback  # noqa: PLC0415
 
     def run() -> dict[str, Any]:
-        with _live(not as_json) as (_, event):
+        with live(not as_json) as (_, event):
             return do_rollback(prefix, on_event=event)
 
     def render(r: dict[str, Any]) -> None:
-        err.print(f"rolled back {r['name']} {r['previousVersion']} -> {r['version']}"
-                  + (f"; endpoint {r['endpoint']}" if r.get("started", True) else " (the record; nothing was "
-                     "switched here)"), markup=False)
+        result(f"rolled back {r['name']} {r['previousVersion']} -> {r['version']}"
+               + (f"; endpoint {r['endpoint']}" if r.get("started", True) else " (the record; nothing was "
+                  "switched here)"))
+        if r.get("smoke"):
+            result(f"smoke test now: {_smoke_line(r['smoke'])}")
         _print_commands(r, "run these to switch to it:")
 
     _run("rollback", as_json, run, render)
 
 
+def _smoke_line(s: dict[str, Any]) -> str:
+    return (f"{'ok' if s['ok'] else 'FAILED'}, {s['completionTokens']} tokens, first token {s['ttftSeconds']} s, "
+            f"{s['tokensPerSecond']} tokens/s")
+
+
 def _print_commands(r: dict[str, Any], heading: str) -> None:
     """The commands a library call returned instead of running (no systemd or kubectl on this host)."""
     if r.get("commands"):
-        err.print(heading + "\n" + "\n".join(f"  {c}" for c in r["commands"]), markup=False)
+        result(heading + "\n" + "\n".join(f"  {c}" for c in r["commands"]))
     if r.get("alternativeCommands"):
-        err.print("or:\n" + "\n".join(f"  {c}" for c in r["alternativeCommands"]), markup=False)
+        result("or:\n" + "\n".join(f"  {c}" for c in r["alternativeCommands"]))
 
 
 def _plan_impl(spec_path: Path, o: Any) -> dict[str, Any]:
@@ -641,11 +568,16 @@ def _plan_impl(spec_path: Path, o: Any) -> dict[str, Any]:
     from airpack.planning import plan_spec  # noqa: PLC0415
     from airpack.spec import load_spec  # noqa: PLC0415
 
-    result = plan_spec(load_spec(spec_path), o)
-    if result is None:
+    planned = plan_spec(load_spec(spec_path), o)
+    if planned is None:
         raise CompatibilityError("the target's memory is unknown", hint="give --gpu NAME or --vram GIB "
                                  "(host RAM with --gpus 0), or target.gpu / target.vram in the spec")
-    return result.to_dict()
+    p = planned.to_dict()
+    failed = [f"{c['name']}: {c['message']}" for c in p["checks"] if c["status"] == "fail"]
+    if not p["fits"] or failed:  # the verdict is the exit code: a plan that does not fit fails (exit 2)
+        why = failed or [f"needs {p['required_bytes'] / 2**30:.2f} GiB of {p['available_bytes'] / 2**30:.2f} GiB"]
+        raise Verdict(p, CompatibilityError("the model does not fit or run on the target: " + "; ".join(why)))
+    return p
 
 
 @app.command()
@@ -665,12 +597,12 @@ def plan(
     def render(p: dict[str, Any]) -> None:
         gib = 2**30
         where = f"{p['gpus']} x {p['gpu'] or 'GPU'}" if p["device"] == "gpu" else "host RAM"
-        err.print(f"{p['engine']} on {where}: weights {p['weights_bytes'] / gib:.2f} GiB, KV "
-                  f"{p['kv_bytes_per_token'] / 1024:.1f} KiB/token, needs {p['required_bytes'] / gib:.2f} of "
-                  f"{p['available_bytes'] / gib:.2f} GiB at {p['context']} tokens x {p['concurrency']}: "
-                  f"{'FITS' if p['fits'] else 'DOES NOT FIT'}; longest context {p['max_context']}", markup=False)
+        result(f"{p['engine']} on {where}: weights {p['weights_bytes'] / gib:.2f} GiB, KV "
+               f"{p['kv_bytes_per_token'] / 1024:.1f} KiB/token, needs {p['required_bytes'] / gib:.2f} of "
+               f"{p['available_bytes'] / gib:.2f} GiB at {p['context']} tokens x {p['concurrency']}: "
+               f"{'FITS' if p['fits'] else 'DOES NOT FIT'}; longest context {p['max_context']}")
         for c in p["checks"]:
-            err.print(f"  {c['status']:<5} {c['name']}: {c['message']}", markup=False)
+            result(f"  {c['status']:<5} {c['name']}: {c['message']}")
 
     o = Overrides(gpu=gpu, vram_gib=vram, gpus=gpus, context=context, concurrency=concurrency)
     _run("plan", as_json, lambda: _plan_impl(spec, o), render)
@@ -680,6 +612,21 @@ def plan(
 def version() -> None:
     """Print airpack's version."""
     sys.stdout.write(f"airpack {__version__}\n")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"airpack {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                 help="Print airpack's version and exit.")] = False) -> None:
+    """Carry LLMs into air-gapped networks as one signed, verifiable bundle.
+
+    Results go to stdout; progress, warnings and errors to stderr; --json puts one JSON document on stdout.
+    """
 
 
 def main() -> None:

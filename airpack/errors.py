@@ -104,6 +104,13 @@ class InstallError(AirpackError):
     """Installing on the host failed before the service could be started."""
 
 
+class RefusedError(InstallError):
+    """Refused because of what the user asked (a downgrade, a prefix that holds another bundle, a rollback with
+    nothing to roll back to, a flag that does not apply): a usage error, exit 2, not an operational one."""
+
+    exit_code = EXIT_USAGE
+
+
 class HealthError(AirpackError):
     """The service did not become healthy or failed its smoke test."""
 

@@ -175,7 +175,9 @@ class Lock:
 
 
 def default_lock_path(spec_path: Path) -> Path:
-    return spec_path.with_name("airpack.lock")
+    """One lock per spec, beside it: ``qwen.yaml`` locks to ``qwen.lock`` (``airpack.yaml`` to ``airpack.lock``)."""
+    return spec_path.with_name(spec_path.stem + ".lock") if spec_path.suffix else spec_path.with_name(
+        spec_path.name + ".lock")
 
 
 def write_lock(lock: Lock, path: Path) -> None:

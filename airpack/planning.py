@@ -15,6 +15,7 @@ from airpack.errors import CompatibilityError, SourceError
 from airpack.lock import LockedModel
 from airpack.plan import (
     Check,
+    GpuInfo,
     ModelFacts,
     Plan,
     PlanRequest,
@@ -54,6 +55,18 @@ def memory_known(spec: Spec, o: Overrides | None = None) -> bool:
     return vram is not None or (gpus > 0 and bool(o.gpu or spec.target.gpu))
 
 
+def _gpu(name: str, *, from_flag: bool) -> GpuInfo:
+    """The GPU's table entry; an unknown name says where it came from and what to give instead."""
+    try:
+        return lookup_gpu(name)
+    except CompatibilityError as exc:
+        if from_flag:
+            raise CompatibilityError(f"--gpu: {exc.message}", hint="or pass --vram GIB for the memory per GPU") \
+                from None
+        raise CompatibilityError(f"target.gpu: {exc.message}",
+                                 hint="or set target.vram (GiB per GPU) in the spec instead") from None
+
+
 def plan_request(spec: Spec, o: Overrides | None = None) -> PlanRequest:
     """The target as the planner sees it. ``gpus: 0`` plans against host RAM given as ``target.vram``;
     with no size known the request carries ``UNSIZED`` memory (good for the compatibility checks only)."""
@@ -69,7 +82,7 @@ def plan_request(spec: Spec, o: Overrides | None = None) -> PlanRequest:
     return PlanRequest(
         engine=rt.engine if rt is not None and rt.engine != "custom" else None,
         gpus=gpus,
-        gpu=lookup_gpu(gpu_name) if gpu_name else None,
+        gpu=_gpu(gpu_name, from_flag=bool(o.gpu)) if gpu_name else None,
         vram_bytes_per_gpu=int(vram * GIB) if vram is not None else None,
         context=o.context if o.context is not None else (rt.context if rt else None),
         concurrency=o.concurrency or (rt.concurrency if rt and rt.concurrency else 1),

@@ -142,7 +142,7 @@ def _check_context(c: DeployContext) -> None:
         if ref is not None and not _DIGEST_REF.match(ref):
             raise BuildError(f"image {ref!r} is not pinned as repository@sha256:<digest>")
     if not c.served_name or _CONTROL.search(c.served_name):
-        raise SpecError(f"runtime.served_name: {c.served_name!r} is empty or has control characters")
+        raise SpecError(f"runtime.servedName: {c.served_name!r} is empty or has control characters")
     for arg in (*c.extra_args, *(v for _, v in c.extra_env), *c.loader_command):
         if _CONTROL.search(arg):
             raise SpecError(f"runtime.args/env: {arg!r} has control characters")
@@ -157,24 +157,22 @@ def _check_context(c: DeployContext) -> None:
     _check_numbers(c)
     _check_engine_fit(c, p)
     if c.k8s_weights not in ("hostPath", "pvc"):
-        raise SpecError(f"kubernetes.weights: {c.k8s_weights!r} is not 'hostPath' or 'pvc'")
+        raise BuildError(f"the Kubernetes weights mode {c.k8s_weights!r} is not 'hostPath' or 'pvc'")
     if c.k8s_weights == "pvc" and c.loader_image_registry is None:
-        raise SpecError(
-            "kubernetes.weights: 'pvc' needs a loader image in the bundle", hint="or use hostPath"
-        )
+        raise BuildError("Kubernetes weights on a PVC need a loader image in the bundle")
 
 
 def _check_numbers(c: DeployContext) -> None:
     if not 0 <= c.gpus <= 64:
         raise SpecError(f"target.gpus: {c.gpus} is not a GPU count (0-64)")
     if c.tensor_parallel is not None and not 1 <= c.tensor_parallel <= 64:
-        raise SpecError(f"runtime.tensor_parallel: {c.tensor_parallel} must be 1-64")
+        raise SpecError(f"runtime.tensorParallel: {c.tensor_parallel} must be 1-64")
     if c.context_length is not None and c.context_length < 1:
-        raise SpecError(f"runtime.context_length: {c.context_length} must be positive")
+        raise SpecError(f"runtime.context: {c.context_length} must be positive")
     if c.memory_fraction is not None and not 0 < c.memory_fraction <= 1:
-        raise SpecError(f"runtime.memory_fraction: {c.memory_fraction} must be in (0, 1]")
+        raise SpecError(f"runtime.memoryFraction: {c.memory_fraction} must be in (0, 1]")
     if c.start_period_s is not None and not 1 <= c.start_period_s <= 86400:
-        raise SpecError(f"runtime.start_period: {c.start_period_s}s must be 1 s to 1 day")
+        raise BuildError(f"the health check's start period {c.start_period_s}s must be 1 s to 1 day")
 
 
 def _check_engine_fit(c: DeployContext, p: RuntimeProfile) -> None:

@@ -42,6 +42,7 @@ from airpack.errors import UsageError, VerificationError
 from airpack.hashing import BLOCK_SIZE, RangeCheck, check_ranges
 from airpack.join_guard import missing_files, overlapping, refuse_nested
 from airpack.layout import ATTESTATIONS, MANIFEST, SIGNATURE, SUMS
+from airpack.packing import Item, pack
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey
 from airpack.verify import SignedRoot, checks_for, require_folder, signed_root, walk_entries
@@ -131,45 +132,11 @@ def plan_volumes(root: SignedRoot, capacity: int, *, max_file: int | None = None
     entries = root.entries
     root_bytes = len(root.sums) + 4096 + entries[MANIFEST].size if MANIFEST in entries else len(root.sums) + 4096
     reserve = root_bytes + 64 * 1024 + 320 * len(root.listed)  # the volume file: every piece's line, bounded
-    room = capacity - reserve
-    if room <= 0:
-        raise UsageError(f"a volume of {capacity} bytes cannot even hold the bundle's signed root "
-                         f"(~{reserve} bytes)")
-    piece_cap = max_file if max_file else capacity
-    volumes: list[list[Piece]] = [[]]
-    free = room
-    for rel in sorted((p for p in root.listed if p != MANIFEST), key=str.encode):
-        entry = entries.get(rel)
-        size = entry.size if entry else 0
-        chunk = entry.chunk_size if entry and (entry.chain or entry.chunks) else 0
-        offset, part = 0, 0
-        while True:
-            left = size - offset
-            if offset == 0 and left <= min(free, piece_cap):
-                volumes[-1].append(Piece(rel, 0, size, size, rel))
-                free -= size
-                break
-            if offset and left <= min(free, piece_cap):
-                part += 1
-                volumes[-1].append(Piece(rel, offset, left, size, f"{rel}.part{part:03d}"))
-                free -= left
-                break
-            take = (min(free, piece_cap) // chunk) * chunk if chunk else 0
-            if take > 0:
-                part += 1
-                volumes[-1].append(Piece(rel, offset, take, size, f"{rel}.part{part:03d}"))
-                offset += take
-                free -= take
-                continue
-            if not volumes[-1]:
-                why = ("it has no chunk chain to split it by" if not chunk else
-                       f"less than one {chunk}-byte chunk fits")
-                raise UsageError(f"{rel} ({size} bytes) does not fit in a volume of {capacity} bytes "
-                                 f"(max file {piece_cap}) and cannot be split: {why}")
-            volumes.append([])
-            free = room
-    if not volumes[-1] and len(volumes) > 1:
-        volumes.pop()
+    items = [Item(rel, e.size if e else 0, e.chunk_size if e and (e.chain or e.chunks) else 0)
+             for rel in root.listed if rel != MANIFEST for e in [entries.get(rel)]]
+    size = {i.path: i.size for i in items}
+    volumes = [[Piece(c.path, c.offset, c.length, size[c.path], f"{c.path}.part{c.part:03d}" if c.part else c.path)
+                for c in cuts] for cuts in pack(items, capacity, reserve, max_file)]  # first fit, largest first
     count = len(volumes)
     out = [Volume(i + 1, count, manifest.name, manifest.version, root.sums_sha256, tuple(pieces))
            for i, pieces in enumerate(volumes)]

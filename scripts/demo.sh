@@ -18,6 +18,10 @@ airpack() { "$repo/.venv/bin/python" -m airpack "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 work="${AIRPACK_DEMO_DIR:-/tmp/airpack-demo}"
+# a previous run left its model running on an engine that was already there: take it away first
+if [ -f "$work/prefix/airpack-install.json" ] && docker info >/dev/null 2>&1; then
+  airpack uninstall --prefix "$work/prefix" >/dev/null 2>&1 || true
+fi
 # a dockerd killed hard can leave its network-namespace mount behind: unmount before removing
 { grep -o " $work/[^ ]*" /proc/mounts 2>/dev/null || true; } | while read -r m; do umount "$m" 2>/dev/null || true; done
 rm -rf "$work"
@@ -107,6 +111,7 @@ print("Q:", body["messages"][0]["content"])
 print("A:", answer["choices"][0]["message"]["content"].strip())
 print("usage:", answer["usage"])
 PY
-if [ -z "$started_dockerd" ]; then
-  echo "the model is still being served; stop it with: airpack uninstall --prefix $work/prefix" >&2
+if [ -z "$started_dockerd" ]; then  # the engine was already there: the model stays, served on it
+  echo "the model is still being served on port ${AIRPACK_DEMO_PORT:-18080} by the Docker engine that was" \
+    "already running; remove it with: $repo/.venv/bin/airpack uninstall --prefix $work/prefix" >&2
 fi

@@ -18,13 +18,12 @@ from typing import Any
 from airpack._fs import read_capped
 from airpack.errors import AirpackError, HealthError, InstallError, UsageError, VerificationError
 from airpack.hashing import sha256_bytes
-from airpack.install import audit, engine, host, lifecycle, versions
+from airpack.install import audit, engine, host, lifecycle, model_update, versions
 from airpack.install.doctor import DoctorReport, doctor
 from airpack.install.health import SmokeResult, probe
 from airpack.install.images import load_images, original_tags
 from airpack.install.manage import prune, status, uninstall
 from airpack.layout import Entry
-from airpack.lock import Lock
 from airpack.progress import Reporter, Silent
 from airpack.render import HostParams, render_host
 from airpack.spec import parse_spec
@@ -126,13 +125,13 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
              say: Event) -> InstallResult:
     clock = _Clock()
     m = verified.manifest
-    spec = parse_spec(m.spec, verified.path, check_paths=False)
-    lock = Lock.from_dict(m.lock)
-    if spec.runtime is None:
-        raise InstallError(f"{m.name} {m.version} declares no runtime: there is nothing to run",
-                           hint="copy the weights from the bundle's model/ folder yourself")
+    if parse_spec(m.spec, verified.path, check_paths=False).runtime is None \
+            and lifecycle.settle(prefix, m.name)[1] is None:  # a model update with nothing here to update
+        model_update.runtime_for(verified, None)  # refused (exit 2) before the engine is needed
     client = engine.connect(client)
     record, current = lifecycle.settle(prefix, m.name, client=client, say=say)
+    rt = model_update.runtime_for(verified, current)  # a model-only bundle runs on the active version's runtime
+    spec, lock = rt.spec, rt.lock
     vid = versions.version_id(m.version, verified.sums_sha256)
     vdir = versions.version_dir(prefix, vid)
     params = HostParams(prefix=str(vdir), port=options.port, bind=options.bind, gpus=spec.target.gpus,
@@ -140,7 +139,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
                         api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None)
     from airpack.deploy import deploy_context  # noqa: PLC0415
 
-    ctx = deploy_context(spec, lock, list(m.images))
+    ctx = deploy_context(spec, lock, rt.images)
     runtime = next(i for i in lock.images if i.role == "runtime")
     name = f"{engine.container_name(ctx.slug, prefix)}-{vid}"
     cspec = engine.container_spec(ctx, params, image_id=runtime.config_digest, digest=verified.sums_sha256,
@@ -153,7 +152,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
     if not report.ok:
         raise _failed_checks(report)
     if record is not None and record.active == vid and current is not None:
-        return _already_active(prefix, current, rendered_files(m), report)
+        return _already_active(prefix, vid, current, rendered_files(m), report, client, say)
     host.check_upgrade(current, m.name, m.version, allow_downgrade=options.allow_downgrade)
     deploy_src = {e.path.removeprefix("deploy/"): _read_signed(verified.path, e)
                   for e in m.files if e.kind == "deploy" and not e.path.startswith("deploy/kubernetes/")}
@@ -173,7 +172,8 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
         versions.stage(prefix, vid, verified, rendered, reporter)
         clock.lap("copyWeights")
         record = versions.set_phase(prefix, record, "loading")
-        tags = [*load_images(verified, client, reporter), *original_tags(verified)]
+        tags = [*load_images(verified, client, reporter), *original_tags(verified)] if rt.update_of is None \
+            else list(current.image_tags if current else ())  # a model update: the runtime's images are here
         clock.lap("loadImages")
         key_file, new_key = host.ensure_api_key(prefix) if options.api_key else (None, None)
         record = versions.set_phase(prefix, record, "stopping")
@@ -195,6 +195,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
             api_key_file=str(key_file) if key_file else None, installed=versions.now(),
             health_url=url + cspec.health_path,
             extra={"prefix": str(prefix), "servedName": ctx.served_name, "versionId": vid,
+                   model_update.RUNTIME_KEY: model_update.record(rt),
                    "startPeriod": options.health_timeout or float(cspec.start_period_s),
                    "container": lifecycle.spec_to_dict(cspec)})
         record = versions.set_phase(prefix, record, "health")
@@ -205,8 +206,7 @@ def _install(verified: VerifiedBundle, options: InstallOptions, prefix: Path, cl
     clock.lap("complete")
     clock.timings["complete"] -= clock.timings["firstToken"]
 
-    state = replace(state, smoke=smoke.to_dict())
-    versions.write_version(prefix, vid, state)
+    state = lifecycle.record_smoke(prefix, vid, state, smoke)
     lifecycle.commit(prefix, versions.Record(m.name, active=vid,
                                              previous=base.active if base.active else base.previous))
     audit.append(prefix, audit.entry(op, name=m.name, version=m.version, digest=verified.sums_sha256,
@@ -222,13 +222,15 @@ def rendered_files(m: Any) -> list[str]:
                   if e.kind == "deploy" and not e.path.startswith("deploy/kubernetes/"))
 
 
-def _already_active(prefix: Path, current: host.InstallState, files: list[str],
-                    report: DoctorReport) -> InstallResult:
-    """A rerun of an install that completed: nothing to do while it answers (a rerun is idempotent)."""
+def _already_active(prefix: Path, vid: str, current: host.InstallState, files: list[str],
+                    report: DoctorReport, client: Any, say: Event) -> InstallResult:
+    """A rerun of an install that completed: nothing to install while it answers (a rerun is idempotent), but
+    the smoke test runs again and is the one reported (exit 4 when it fails now)."""
     code, body = probe(current.health_url)
     if code != 200:
         raise InstallError(f"{current.name} {current.version} is the active version here but does not answer "
                            f"({code or body})", hint="'airpack rollback', or 'airpack uninstall' and install again")
+    current = lifecycle.record_smoke(prefix, vid, current, lifecycle.check(client, current, current.container_id, say))
     audit.append(prefix, audit.entry("install", name=current.name, version=current.version, digest=current.digest,
                                      key_fingerprint=current.key_fingerprint, reason="already active"))
     return InstallResult(current, None, tuple(files), report, {})

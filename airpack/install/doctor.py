@@ -21,6 +21,7 @@ from airpack.plan.checks import bundled_driver as plan_bundled_driver
 from airpack.plan.gpus import lookup_gpu
 from airpack.plan.models import PlanRequest, parse_version
 from airpack.textsafe import escape
+from airpack.units import format_size
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 GIB = 2**30
@@ -177,16 +178,16 @@ def check_disk(h: HostFacts, b: BundleNeeds | None) -> list[Check]:
     if h.prefix_free is None:
         return [Check("disk", WARN, f"cannot read the free space at {h.prefix}", "check the prefix exists")]
     if b is None:
-        return [Check("disk", PASS, f"{h.prefix_free / GIB:.1f} GiB free at {h.prefix}")]
+        return [Check("disk", PASS, f"{format_size(h.prefix_free)} free at {h.prefix}")]
     out = []
     need = b.model_bytes + 64 * 2**20
     status = PASS if h.prefix_free >= need else FAIL
-    out.append(Check("disk", status, f"{h.prefix_free / GIB:.1f} GiB free at {h.prefix}, the weights need "
-                     f"{b.model_bytes / GIB:.2f} GiB", None if status == PASS else "free space or choose another --prefix"))
+    out.append(Check("disk", status, f"{format_size(h.prefix_free)} free at {h.prefix}, the weights need "
+                     f"{format_size(b.model_bytes)}", None if status == PASS else "free space or choose another --prefix"))
     if h.docker_root_free is not None and b.image_bytes:
         status = PASS if h.docker_root_free >= b.image_bytes * 2 else FAIL
-        out.append(Check("engine-disk", status, f"{h.docker_root_free / GIB:.1f} GiB free in {h.docker_root}, "
-                         f"the images need about {2 * b.image_bytes / GIB:.2f} GiB",
+        out.append(Check("engine-disk", status, f"{format_size(h.docker_root_free)} free in {h.docker_root}, "
+                         f"the images need about {format_size(2 * b.image_bytes)}",
                          None if status == PASS else "free space in the engine's data root (docker system prune)"))
     return out
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import NotRegularFile, atomic_write_bytes, fsync_dir
-from airpack.errors import InstallError, VerificationError
+from airpack.errors import InstallError, RefusedError, VerificationError
 from airpack.hashing import copy_and_hash
 from airpack.layout import MODEL_DIR, Entry
 
@@ -129,10 +129,10 @@ def check_upgrade(current: InstallState | None, name: str, version: str, *, allo
     if current is None:
         return
     if current.name != name:
-        raise InstallError(f"the prefix holds {current.name} {current.version}, not {name}",
+        raise RefusedError(f"the prefix holds {current.name} {current.version}, not {name}",
                            hint="uninstall it first, or choose another --prefix")
     if semver_key(version) < semver_key(current.version) and not allow_downgrade:
-        raise InstallError(f"{name} {version} is older than the installed {current.version}",
+        raise RefusedError(f"{name} {version} is older than the installed {current.version}",
                            hint="pass --allow-downgrade to install it anyway")
 
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import AirpackError, HealthError, InstallError
+from airpack.errors import AirpackError, HealthError, InstallError, RefusedError
 from airpack.install import audit, engine, host, versions
 from airpack.install.health import SmokeResult, smoke_test, wait_healthy
 from airpack.install.versions import Pending, Record
@@ -74,6 +74,14 @@ def check(client: Any, st: host.InstallState, container_id: str, say: Event,
     return smoke
 
 
+def record_smoke(prefix: Path, vid: str, st: host.InstallState, smoke: SmokeResult) -> host.InstallState:
+    """Keep the smoke test just run (with its time) as the version's last one: status and the command that
+    ran it report this one, not the one from install time."""
+    st = replace(st, smoke={**smoke.to_dict(), "at": versions.now()})
+    versions.write_version(prefix, vid, st)
+    return st
+
+
 def failure(client: Any, container_id: str, exc: AirpackError) -> str:
     """The reason plus the container's last log lines."""
     logs = engine.last_logs(client, container_id) if container_id else []
@@ -113,8 +121,7 @@ def resume(client: Any, prefix: Path, vid: str, say: Event) -> host.InstallState
         cid = engine.start(client, spec_from_dict(stored))
         st = replace(st, container_id=cid)
         versions.write_version(prefix, vid, st)
-    check(client, st, cid, say)
-    return st
+    return record_smoke(prefix, vid, st, check(client, st, cid, say))
 
 
 def bring_back(client: Any, prefix: Path, vid: str | None, say: Event) -> str:
@@ -177,11 +184,11 @@ def settle(prefix: Path, name: str, *, client: Any = None, say: Event | None = N
     if client is not None and say is not None and record is not None and record.pending is not None:
         record = undo(client, prefix, record, say)
     if record is not None and record.name != name:
-        raise InstallError(f"the prefix holds {record.name}, not {name}",
+        raise RefusedError(f"the prefix holds {record.name}, not {name}",
                            hint="uninstall it first, or choose another --prefix")
     current = versions.read_version(prefix, record.active) if record and record.active else None
     if target is not None and current is not None and current.target != target:
-        raise InstallError(f"{prefix} runs {current.name} {current.version} with --target {current.target}",
+        raise RefusedError(f"{prefix} runs {current.name} {current.version} with --target {current.target}",
                            hint="uninstall it first, or install with that target")
     return record, current
 
@@ -267,7 +274,7 @@ def rollback(prefix: Path, *, client: Any = None, on_event: Event | None = None)
                                          key_fingerprint=st.key_fingerprint, previous=active.version))
     return {"prefix": str(prefix), "name": st.name, "version": st.version, "previousVersion": active.version,
             "endpoint": st.endpoint, "containerName": st.container_name, "target": st.target, "started": True,
-            "commands": [], "alternativeCommands": []}
+            "smoke": st.smoke, "commands": [], "alternativeCommands": []}
 
 
 def engine_for(record: Record | None, client: Any = None) -> Any:

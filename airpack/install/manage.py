@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import AirpackError, InstallError
+from airpack.errors import AirpackError, InstallError, RefusedError
 from airpack.install import audit, engine, host, lifecycle, versions
 from airpack.install import targets_run as tr
 from airpack.install.health import probe
@@ -247,7 +247,7 @@ def _uninstall_version(prefix: Path, record: versions.Record | None, vid: str, c
     if record is None or st is None:
         raise InstallError(f"{prefix}: version {vid} is not installed here")
     if vid == record.active:
-        raise InstallError(f"{st.version} is the active version",
+        raise RefusedError(f"{st.version} is the active version",
                            hint="roll back or install another version first, or uninstall --all")
     projects: list[str] = []
     removed: list[str] = []

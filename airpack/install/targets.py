@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from airpack.errors import InstallError
+from airpack.errors import InstallError, RefusedError
 from airpack.install import engine, host, versions
 from airpack.install import targets_run as tr
 from airpack.install.doctor import DoctorReport, doctor
@@ -56,9 +56,10 @@ def plan(verified: VerifiedBundle, options: TargetOptions) -> Plan:
     m = verified.manifest
     spec = parse_spec(m.spec, verified.path, check_paths=False)
     if spec.runtime is None:
-        raise InstallError(
-            f"{m.name} {m.version} declares no runtime: there is nothing to run",
-            hint="copy the weights from the bundle's model/ folder yourself",
+        raise RefusedError(
+            f"{m.name} {m.version} is a model-only bundle (a model update): --target {options.target} does not "
+            "take one",
+            hint="install it with --target docker onto a prefix that runs that model",
         )
     lock = Lock.from_dict(m.lock)
     prefix = options.prefix.absolute()

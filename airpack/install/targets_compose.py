@@ -208,8 +208,7 @@ def resume(client: Any, prefix: Path, vid: str, st: host.InstallState, say: Even
     if cid != st.container_id:
         st = replace(st, container_id=cid)
         versions.write_version(prefix, vid, st)
-    lifecycle.check(client, st, cid, say)
-    return st
+    return lifecycle.record_smoke(prefix, vid, st, lifecycle.check(client, st, cid, say))
 
 
 def down(prefix: Path, vid: str, st: host.InstallState | None, client: Any, project: str | None = None) -> list[str]:

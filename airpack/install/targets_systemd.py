@@ -236,7 +236,7 @@ def resume(prefix: Path, vid: str, st: host.InstallState, say: Event) -> host.In
     say(f"switching {_unit(st)} to {st.version}")
     switch(file, first=False, say=say)
     smoke = check(st, say)
-    st = replace(st, smoke=smoke.to_dict(), extra={**st.extra, "started": True})
+    st = replace(st, smoke={**smoke.to_dict(), "at": versions.now()}, extra={**st.extra, "started": True})
     versions.write_version(prefix, vid, st)
     return st
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airpack._fs import atomic_write_bytes, fsync_dir
-from airpack.errors import InstallError
+from airpack.errors import InstallError, RefusedError
 from airpack.install import host
 
 if TYPE_CHECKING:
@@ -288,7 +288,7 @@ def rollback_pair(prefix: Path, record: Record | None) -> Rollback:
     if record is None or record.active is None:
         raise InstallError(f"{prefix}: nothing is installed here")
     if record.previous is None:
-        raise InstallError(f"{prefix}: {record.name} has no previous version to roll back to",
+        raise RefusedError(f"{prefix}: {record.name} has no previous version to roll back to",
                            hint="'airpack status' lists the installed versions")
     active, target = read_version(prefix, record.active), read_version(prefix, record.previous)
     if active is None or target is None:

@@ -28,6 +28,7 @@ from airpack import __version__
 from airpack.errors import FetchError, SourceError
 from airpack.oci.auth import Challenge, Credential, RegistryOptions, parse_challenge, registry_credential
 from airpack.oci.manifest import ACCEPT, MAX_MANIFEST_BYTES, media_type_of, sha256_digest
+from airpack.oci.neterr import short_cause
 from airpack.oci.reference import DOCKER_HUB, is_loopback
 
 Body = bytes | IO[bytes] | io.RawIOBase | None
@@ -147,7 +148,7 @@ class RegistryClient:
         return token
 
     def _token_failure(self, realm: str, exc: Exception) -> FetchError:
-        return FetchError(f"{self.host}: token request to {realm} failed: {type(exc).__name__}")
+        return FetchError(f"{self.host}: token request to {realm} failed ({short_cause(exc)})")
 
     def _check_token_status(self, resp: requests.Response, scope: str, hint: str, *, refused: bool = False
                             ) -> None:
@@ -185,9 +186,8 @@ class RegistryClient:
             except requests.exceptions.SSLError as exc:
                 raise FetchError(f"{self.host}: TLS verification failed ({exc.__class__.__name__})",
                                  hint=f"give the registry's CA with ${'AIRPACK_REGISTRY_CA'}") from None
-            except requests.RequestException as exc:
-                raise FetchError(f"{self.host}: {method} {path or target} failed: {type(exc).__name__}: "
-                                 f"{exc}") from None
+            except requests.RequestException as exc:  # one line: the host and the cause, not urllib3's text
+                raise FetchError(f"{self.host}: cannot reach the registry ({short_cause(exc)})") from None
             if resp.status_code != 401 or attempt:
                 return resp
             challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))

@@ -88,6 +88,15 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     assert rc == 0, first["error"]
     assert ctx_arg(life, first["data"]["containerId"]) == "2048"
     assert answers(port, prefix)
+    installed_at = first["data"]["smoke"]["at"]
+    time.sleep(1.1)  # the smoke test's time has whole seconds
+    rc, again = life.install("1.0.0", prefix, port)  # the active version again: its smoke test runs now
+    assert rc == 0, again["error"]
+    assert audit_lines(prefix)[-1]["reason"] == "already active"
+    assert again["data"]["smoke"]["ok"] and again["data"]["smoke"]["at"] > installed_at
+    st = status_data(life, prefix)
+    assert st["smoke"]["at"] == again["data"]["smoke"]["at"]
+    assert st["container"]["health"] in ("starting", "healthy")  # Docker's own health state, beside the probe
 
     rc, up = life.install("1.1.0", prefix, port)
     assert rc == 0, up["error"]
@@ -115,6 +124,7 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     rc, back = life.cli("rollback", "--prefix", str(prefix))
     assert rc == 0, back["error"]
     assert back["data"]["version"] == "1.0.0" and back["data"]["previousVersion"] == "1.1.0"
+    assert back["data"]["smoke"]["ok"] and back["data"]["smoke"]["at"] > again["data"]["smoke"]["at"]
     st = status_data(life, prefix)
     assert st["version"] == "1.0.0" and st["healthy"] and st["previous"].startswith("1.1.0-")
     assert answers(port, prefix)
@@ -123,26 +133,27 @@ def test_upgrade_failed_upgrade_rollback_uninstall(life: Life) -> None:
     assert answers(port, prefix)
 
     rc, refused = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.1.0")
-    assert rc == 1 and "active" in refused["error"]
+    assert rc == 2 and "active" in refused["error"]  # refused for what was asked: exit 2
     rc, one = life.cli("uninstall", "--prefix", str(prefix), "--version", "1.0.0")
     assert rc == 0, one["error"]
     st = status_data(life, prefix)
     assert [v["version"] for v in st["versions"]] == ["1.1.0"] and st["previous"] is None
     assert len(life.containers(prefix)) == 1 and answers(port, prefix)
     rc, again = life.cli("rollback", "--prefix", str(prefix))
-    assert rc == 1 and "no previous version" in again["error"]
+    assert rc == 2 and "no previous version" in again["error"]
 
     log = audit_lines(prefix)
     actions = [(e["action"], e["version"], e["outcome"]) for e in log]
     assert actions == [
-        ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"), ("verify", "1.1.0", "ok"),
-        ("upgrade", "1.1.0", "ok"), ("verify", "1.2.0", "ok"), ("upgrade", "1.2.0", "failed"),
-        ("rollback", "1.0.0", "ok"), ("rollback", "1.1.0", "ok"), ("uninstall", "1.0.0", "ok"),
+        ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"), ("verify", "1.0.0", "ok"), ("install", "1.0.0", "ok"),
+        ("verify", "1.1.0", "ok"), ("upgrade", "1.1.0", "ok"), ("verify", "1.2.0", "ok"),
+        ("upgrade", "1.2.0", "failed"), ("rollback", "1.0.0", "ok"), ("rollback", "1.1.0", "ok"),
+        ("uninstall", "1.0.0", "ok"),
     ]
     for e in log:
         assert e["name"] == NAME and len(e["digest"]) == 64 and e["keyFingerprint"]
         assert e["user"] and e["uid"] == os.getuid() and e["host"] and e["time"].endswith("Z")
-    assert "--no-such-flag" in log[5]["reason"] and "answering again" in log[5]["reason"]
+    assert "--no-such-flag" in log[7]["reason"] and "answering again" in log[7]["reason"]
 
     rc, _ = life.cli("uninstall", "--prefix", str(prefix), "--all")
     assert rc == 0 and life.containers(prefix) == []

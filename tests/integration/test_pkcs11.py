@@ -98,7 +98,7 @@ def test_sign_with_a_key_that_never_leaves_the_token(token: dict[str, str], make
     assert r.returncode == 0, r.stderr
     r = airpack("verify", bundle, "--key", pub, env=token)
     assert r.returncode == 0, r.stderr
-    assert "signatures/model.sig: verified" in r.stderr and "provenance.intoto.jsonl: verified" in r.stderr
+    assert "signatures/model.sig: verified" in r.stdout and "provenance.intoto.jsonl: verified" in r.stdout
 
     check = recipe(bundle, pub, "ecdsa-p256", tmp_path / "w1")
     assert check.returncode == 0, check.stdout + check.stderr

@@ -62,7 +62,7 @@ def test_a_local_source_signature(make_model, keys, tmp_path: Path) -> None:
     ok = oms_verify(bundle / "model", bundle / "model" / "model.sig", publisher.pub)
     assert ok.returncode == 0, ok.stdout + ok.stderr  # the publisher's signature holds for the bundle
     r = airpack("verify", bundle, "--key", keys.foreign_ecdsa.pub)
-    assert r.returncode == 0 and "signatures/model.sig: verified (OpenSSF Model Signing, 4 files)" in r.stderr
+    assert r.returncode == 0 and "signatures/model.sig: verified (OpenSSF Model Signing, 4 files)" in r.stdout
 
     # another key, a file left out, a changed file: refused at lock, one line, exit 3 (2 for the spec)
     spec_other = write_spec(tmp_path, json.dumps({"path": str(model)}), keys.foreign_ecdsa.pub)

@@ -356,7 +356,7 @@ def test_systemd_versions_rollback_uninstall_without_systemd(life: Life) -> None
     assert rc == 0 and forth["data"]["version"] == "1.1.0" and forth["data"]["commands"] == switch(vid2)
 
     rc, refused = cli(no_docker, "uninstall", "--prefix", str(prefix), "--version", "1.1.0")
-    assert rc == 1 and "active" in refused["error"]
+    assert rc == 2 and "active" in refused["error"]
     rc, one = cli(no_docker, "uninstall", "--prefix", str(prefix), "--version", "1.0.0")
     assert rc == 0, one["error"]
     assert one["data"]["commands"] == [] and one["data"]["versionsRemoved"] == [vid1]  # the unit runs 1.1.0

@@ -52,12 +52,12 @@ def printed_fingerprints(text: str) -> list[str]:
 
 @pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ed25519"])
 def test_keygen(tmp_path: Path, algorithm: str) -> None:
-    code, _, err = cli("keygen", "--out", tmp_path / "k", "--algorithm", algorithm)
+    code, out, err = cli("keygen", "--out", tmp_path / "k", "--algorithm", algorithm)
     assert code == 0, err
     key, pub = tmp_path / "k" / "airpack.key", tmp_path / "k" / "airpack.pub"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert printed_fingerprints(err) == [openssl_fingerprint(pub)]
-    assert "mode 0600" in err
+    assert printed_fingerprints(out) == [openssl_fingerprint(pub)]  # the result: stdout
+    assert "mode 0600" in out
 
     before = key.read_bytes()
     code, doc = cli_json("keygen", "--out", tmp_path / "k", "--algorithm", algorithm)
@@ -92,20 +92,20 @@ def test_unsigned_build_then_sign_then_verify(tmp_path: Path, small_model: Path,
     key, pub = tmp_path / "k" / "airpack.key", tmp_path / "k" / "airpack.pub"
     fpr = openssl_fingerprint(pub)
     out = tmp_path / "bundle"
-    code, _, err = cli("build", write_spec(small_model), "--out", out)
-    assert code == 0 and "UNSIGNED (run 'airpack sign')" in err
+    code, stdout, _ = cli("build", write_spec(small_model), "--out", out)
+    assert code == 0 and "UNSIGNED (run 'airpack sign')" in stdout and "5 files" in stdout
     assert not (out / "SHA256SUMS.sig").exists()
 
     code, doc = cli_json("verify", out, "--key", pub)
     assert code == 3 and [(p["kind"], p["path"]) for p in doc["problems"]] == [("unsigned", "SHA256SUMS.sig")]
 
     sums = (out / "SHA256SUMS").read_bytes()
-    code, _, err = cli("sign", out, "--key", key)
-    assert code == 0 and printed_fingerprints(err) == [fpr]
+    code, stdout, _ = cli("sign", out, "--key", key)
+    assert code == 0 and printed_fingerprints(stdout) == [fpr]
     assert (out / "SHA256SUMS").read_bytes() == sums
 
-    code, _, err = cli("verify", out, "--key", pub)
-    assert code == 0 and err.startswith("OK test-model 1.0.0") and printed_fingerprints(err) == [fpr]
+    code, stdout, _ = cli("verify", out, "--key", pub)
+    assert code == 0 and stdout.startswith("OK test-model 1.0.0: 5 files") and printed_fingerprints(stdout) == [fpr]
     code, doc = cli_json("verify", out, "--key", pub)
     assert code == 0 and doc["problems"] == [] and doc["data"]["key_fingerprint"] == fpr
     assert doc["data"]["files"] == 5 and doc["data"]["sums_sha256"] == hashlib.sha256(sums).hexdigest()
@@ -142,7 +142,8 @@ def test_build_json_and_inspect(tmp_path: Path, small_model: Path, write_spec, k
     code, doc = cli_json("build", write_spec(small_model), "--out", out, "--key", keys.ed25519.key)
     assert code == 0 and doc["command"] == "build"
     data = doc["data"]
-    assert (data["name"], data["version"], data["files"]) == ("test-model", "1.0.0", 4)  # 3 model files + SBOM
+    # 3 model files + SBOM + airpack.json: every file SHA256SUMS lists, as verify counts them
+    assert (data["name"], data["version"], data["files"]) == ("test-model", "1.0.0", 5)
     assert data["bytes"] == sum(p.stat().st_size for p in small_model.iterdir()) + (out / "sbom/bom.cdx.json").stat().st_size
     assert data["sums_sha256"] == hashlib.sha256((out / "SHA256SUMS").read_bytes()).hexdigest()
 
@@ -150,8 +151,8 @@ def test_build_json_and_inspect(tmp_path: Path, small_model: Path, write_spec, k
     assert code == 0 and doc["data"]["verified"] is False and doc["data"]["signed"] is True
     assert {f["path"] for f in doc["data"]["model"]["files"]} == {"config.json", "model.safetensors",
                                                                    "tokenizer.json"}
-    code, _, err = cli("inspect", out)
-    assert code == 0 and "not verified" in err
+    code, stdout, _ = cli("inspect", out)
+    assert code == 0 and "not verified" in stdout
     code, doc = cli_json("inspect", tmp_path)
     assert code == 2 and "not an airpack bundle" in doc["error"]
 

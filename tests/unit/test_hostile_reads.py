@@ -109,9 +109,9 @@ def test_inspect_escapes_unverified_manifest_fields(bundle: Path) -> None:
     doc = json.loads((bundle / "airpack.json").read_text())
     doc["name"], doc["lock"]["model"]["files"][0]["path"] = SPOOF, SPOOF
     (bundle / "airpack.json").write_text(json.dumps(doc))
-    code, _, err = cli("inspect", bundle)
-    assert code == 0 and escape(SPOOF) in err
-    _no_controls(err)
+    code, out, err = cli("inspect", bundle)  # the description on stdout, as every command's result
+    assert code == 0 and escape(SPOOF) in out
+    _no_controls(out + err)
     code, out, _ = cli("inspect", bundle, "--json")
     data = json.loads(out)["data"]
     assert code == 0 and data["name"] == escape(SPOOF) and data["deployDiff"] == {}  # nothing unsigned rendered

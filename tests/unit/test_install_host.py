@@ -48,10 +48,11 @@ def test_downgrade_refused_unless_allowed() -> None:
     check_upgrade(cur, "demo", "1.3.0-rc.1", allow_downgrade=False)
     with pytest.raises(InstallError, match="older") as exc:
         check_upgrade(cur, "demo", "1.2.0-rc.1", allow_downgrade=False)
-    assert "--allow-downgrade" in str(exc.value)
+    assert "--allow-downgrade" in str(exc.value) and exc.value.exit_code == 2  # refused for what was asked
     check_upgrade(cur, "demo", "1.1.0", allow_downgrade=True)
-    with pytest.raises(InstallError, match="holds demo"):
+    with pytest.raises(InstallError, match="holds demo") as exc:
         check_upgrade(cur, "other", "9.0.0", allow_downgrade=True)
+    assert exc.value.exit_code == 2
 
 
 def test_state_round_trip_keeps_unknown_keys(tmp_path: Path) -> None:

@@ -58,8 +58,8 @@ def test_pickle_and_code_recorded_as_excluded_then_opted_in(small_model: Path, w
     assert not {"pytorch_model.bin", "old.pth", "modeling_x.py"} & {f["path"] for f in lock["model"]["files"]}
 
     # The human output says what was left out and why.
-    code, _, err = cli("lock", str(spec))
-    assert code == 0 and "left out pytorch_model.bin: pickle" in err
+    code, out, _ = cli("lock", str(spec))
+    assert code == 0 and "left out pytorch_model.bin: pickle" in out
 
     lock = lock_json(write_spec(small_model, model={"allowPickle": True, "allowCode": True}))
     assert {"pytorch_model.bin", "old.pth", "modeling_x.py"} <= {f["path"] for f in lock["model"]["files"]}
