@@ -261,16 +261,17 @@ def verify(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
 
 
 def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str, max_file: str | None, only: int | None,
-                progress: bool) -> dict[str, Any]:
-    from airpack.volumes import parse_size, split_bundle  # noqa: PLC0415
+                progress: bool, base: Path | None = None) -> dict[str, Any]:
+    from airpack.delta import split_with_base  # noqa: PLC0415
+    from airpack.volume_format import parse_size  # noqa: PLC0415
 
     pubs = _trusted(keys)
     capacity, cap = parse_size(size), parse_size(max_file) if max_file else None
     with _reporter(progress) as reporter:
-        vols = split_bundle(bundle, pubs, out, capacity, max_file=cap, only=only,
-                            reporter=reporter)
+        vols = split_with_base(bundle, pubs, out, capacity, base=base, max_file=cap, only=only,
+                               reporter=reporter)
     written = [v for v in vols if only is None or v.index == only]
-    return {"out": str(out), "count": len(vols),
+    return {"out": str(out), "count": len(vols), "fromBase": list(vols[0].base.files) if vols[0].base else None,
             "volumes": [{"index": v.index, "folder": str(out / v.folder_name), "pieces": len(v.pieces),
                          "bytes": sum(p.length for p in v.pieces)} for v in written]}
 
@@ -283,22 +284,27 @@ def split(bundle: BundleArg, key: PubKeyOpt,
               "--max-file", help="Largest file on the media, e.g. 4095MiB for FAT32.")] = None,
           volume: Annotated[int | None, typer.Option("--volume", help="Write only volume N (e.g. straight onto "
                                                      "the mounted medium).")] = None,
+          base: Annotated[Path | None, typer.Option("--base", help="Delta: leave out what this previous bundle "
+                                                    "(folder or its SHA256SUMS) already holds.")] = None,
           as_json: JsonOpt = False) -> None:
     """Split a verified bundle into volumes for removable media; each can be verified on its own."""
     def render(r: dict[str, Any]) -> None:
+        if r["fromBase"] is not None:
+            err.print(f"delta: {len(r['fromBase'])} file(s) left to the base ('airpack join --base')", markup=False)
         for v in r["volumes"]:
             err.print(f"volume {v['index']} of {r['count']}: {v['folder']} ({v['pieces']} pieces, "
                       f"{v['bytes'] / 1e9:.2f} GB)", markup=False)
 
-    _run("split", as_json, lambda: _split_impl(bundle, key, out, size, max_file, volume, not as_json), render)
+    _run("split", as_json, lambda: _split_impl(bundle, key, out, size, max_file, volume, not as_json, base), render)
 
 
-def _join_impl(volumes: list[Path], keys: list[Path], out: Path, progress: bool) -> dict[str, Any]:
-    from airpack.volumes import join_volumes  # noqa: PLC0415
+def _join_impl(volumes: list[Path], keys: list[Path], out: Path, progress: bool,
+               base: Path | None = None) -> dict[str, Any]:
+    from airpack.delta import join_with_base  # noqa: PLC0415
 
     pubs = _trusted(keys)
     with _reporter(progress) as reporter:
-        r = join_volumes(volumes, pubs, out, reporter=reporter)
+        r = join_with_base(volumes, pubs, out, base=base, reporter=reporter)
     return {"out": str(r.out), "complete": r.complete, "volumes": list(r.volumes_seen), "count": r.count,
             "missing": list(r.missing), "missing_files": r.missing_files, "added_bytes": r.added_bytes}
 
@@ -308,6 +314,8 @@ def join(volumes: Annotated[list[Path], typer.Argument(help="Volume folders (any
                                                        show_default=False)],
          key: PubKeyOpt,
          out: Annotated[Path, typer.Option("--out", help="The bundle folder to assemble.")],
+         base: Annotated[Path | None, typer.Option("--base", help="For a delta split: the previous bundle "
+                                                   "folder, source of what the volumes leave out.")] = None,
          as_json: JsonOpt = False) -> None:
     """Join volumes into the bundle, checking every piece as it is copied; resumable, one medium at a time."""
     def render(r: dict[str, Any]) -> None:
@@ -319,7 +327,7 @@ def join(volumes: Annotated[list[Path], typer.Argument(help="Volume folders (any
                       f"{r['missing_files']} file(s) incomplete; still needed: {needed} (rerun 'airpack join' "
                       "with them)", markup=False)
 
-    _run("join", as_json, lambda: _join_impl(volumes, key, out, not as_json), render)
+    _run("join", as_json, lambda: _join_impl(volumes, key, out, not as_json, base), render)
 
 
 @app.command()
@@ -335,6 +343,9 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
             from airpack.install.targets import bundle_deploy_diff  # noqa: PLC0415
 
             d["deployDiff"] = bundle_deploy_diff(bundle) if d["deploy"] else {}
+        from airpack.delta import describe_volume  # noqa: PLC0415
+
+        d.update({"volume": describe_volume(bundle)} if (bundle / "airpack-volume.json").is_file() else {})
         return d
 
     def render(d: dict[str, Any]) -> None:
@@ -350,6 +361,10 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
             err.print(f"image: {i.get('ref')} {i.get('digest')} {i.get('platform', '')}", markup=False)
         for k, v in sorted(d["kinds"].items()):
             err.print(f"{k}: {v['files']} files, {v['bytes']:,} bytes", markup=False)
+        if "volume" in d:
+            from airpack.delta import volume_lines  # noqa: PLC0415
+
+            err.print("\n".join(volume_lines(d["volume"])), markup=False)
         for target, diff in sorted(d.get("deployDiff", {}).items()):
             err.print(f"--- {target}: as built → as installed with defaults (host network, API key)", markup=False)
             err.print(diff.rstrip() or "(no change)", markup=False, highlight=False)
