@@ -260,13 +260,13 @@ def verify(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
     _run("verify", as_json, lambda: _verify_impl(bundle, key, not as_json), render)
 
 
-def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str, max_file: str | None, only: int | None,
-                progress: bool, base: Path | None = None) -> dict[str, Any]:
+def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str | None, max_file: str | None,
+                only: int | None, progress: bool, base: Path | None = None) -> dict[str, Any]:
     from airpack.delta import split_with_base  # noqa: PLC0415
     from airpack.volume_format import parse_size  # noqa: PLC0415
 
     pubs = _trusted(keys)
-    capacity, cap = parse_size(size), parse_size(max_file) if max_file else None
+    capacity, cap = parse_size(size) if size else 2**62, parse_size(max_file) if max_file else None
     with _reporter(progress) as reporter:
         vols = split_with_base(bundle, pubs, out, capacity, base=base, max_file=cap, only=only,
                                reporter=reporter)
@@ -279,7 +279,8 @@ def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str, max_file: 
 @app.command()
 def split(bundle: BundleArg, key: PubKeyOpt,
           out: Annotated[Path, typer.Option("--out", help="Folder to write the volume folders into.")],
-          size: Annotated[str, typer.Option("--size", help="Capacity of one volume: 32GB (10^9), 4GiB, 700MB.")],
+          size: Annotated[str | None, typer.Option("--size", help="Capacity of one volume: 32GB (10^9), 4GiB, "
+                                                   "700MB (default: one volume).")] = None,
           max_file: Annotated[str | None, typer.Option(
               "--max-file", help="Largest file on the media, e.g. 4095MiB for FAT32.")] = None,
           volume: Annotated[int | None, typer.Option("--volume", help="Write only volume N (e.g. straight onto "
