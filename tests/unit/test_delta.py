@@ -135,7 +135,7 @@ def test_a_base_changed_after_it_was_verified_is_caught_during_the_copy(v1v2: tu
     shard.write_bytes(bytes(data))
     with pytest.raises(VerificationError, match=r"shard-1\.safetensors.*base") as exc:
         join_with_base(delta, [keys.ecdsa.public], tmp_path / "v2", base=base)
-    assert str(base) in str(exc.value)
+    assert str(exc.value).startswith(f"{shard}: does not match the signed bundle (a file of the base bundle)")
     assert not (tmp_path / "v2").exists()
 
 
@@ -179,6 +179,15 @@ def test_small_volumes_join_one_at_a_time_with_the_base(v1v2: tuple[Path, Path],
         r = join_with_base([folder], [keys.ecdsa.public], out, base=v1)
         assert r.complete == (i == len(folders) - 1) and out.exists() == r.complete
     assert subprocess.run(["diff", "-r", str(v2), str(out)], check=False).returncode == 0
+
+
+def test_a_delta_against_itself_carries_no_file(v1v2: tuple[Path, Path], keys, tmp_path: Path) -> None:
+    v1 = v1v2[0]
+    (vol,) = split_with_base(v1, [keys.ecdsa.public], tmp_path / "vols", BIG, base=v1)
+    assert vol.pieces == () and vol.base is not None and len(vol.base.files) == len(_files(v1)) - 1
+    r = join_with_base([tmp_path / "vols" / vol.folder_name], [keys.ecdsa.public], tmp_path / "again", base=v1)
+    assert r.complete
+    assert subprocess.run(["diff", "-r", str(v1), str(tmp_path / "again")], check=False).returncode == 0
 
 
 def test_volumes_of_another_split_are_not_mixed_with_a_delta(v1v2: tuple[Path, Path], delta: list[Path], keys,
