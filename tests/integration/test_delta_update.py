@@ -207,3 +207,25 @@ def test_a_killed_join_with_a_base_resumes(update: Update, delta: Path, tmp_path
     assert json.loads(r.stdout)["data"]["added_bytes"] == need - sum(int(d[2]) for d in done)  # resumed
     assert subprocess.run(["diff", "-r", str(update.v2), str(out)], check=False).returncode == 0
     assert not (tmp_path / ".v2.airpack-join").exists()
+
+
+def test_the_joined_bundle_installs_its_image_as_any_bundle(update: Update, delta: Path, tmp_path: Path) -> None:
+    """``airpack push`` (install's registry path: verify, then push byte for byte) of the joined v2 to an internal
+    registry that already holds v1: skopeo reads back the v2 image, the new layer and the busybox layer."""
+    out = tmp_path / "v2"
+    assert update.cli("join", str(delta), "--key", str(update.pub), "--base", str(update.v1),
+                      "--out", str(out)).returncode == 0
+    internal = start_registry(tmp_path / "internal", "internal")
+    try:
+        for bundle in (update.v1, out):
+            r = update.cli("push", str(bundle), "--key", str(update.pub), "--registry", f"{internal.host}/site",
+                           "--json")
+            assert r.returncode == 0, r.stdout + r.stderr
+        (ref,) = json.loads(r.stdout)["data"]["images"]
+        info = json.loads(subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
+                                         capture_output=True, text=True, timeout=120, check=True).stdout)
+        manifest = json.loads((update.v2 / "airpack.json").read_text())["images"][0]
+        assert info["Digest"] == manifest["digest"]
+        assert sha256(update.new_layer) in info["Layers"] and len(info["Layers"]) == 2
+    finally:
+        internal.stop()
