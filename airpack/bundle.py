@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,10 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from airpack import __version__
-from airpack._fs import atomic_write_bytes, fsync_dir
+from airpack._fs import atomic_write_bytes, fsync_dir, walk_tree
 from airpack.errors import BuildError, FetchError, UsageError
 from airpack.hashing import FileDigest, copy_and_hash, sha256_bytes
-from airpack.layout import DEPLOY_DIR, MANIFEST, MODEL_DIR, SIGNATURE, SUMS, Entry, Manifest, render_sums
+from airpack.layout import (
+    ATTESTATIONS,
+    DEPLOY_DIR,
+    MANIFEST,
+    MODEL_DIR,
+    SIGNATURE,
+    SUMS,
+    Entry,
+    Manifest,
+    render_sums,
+)
 from airpack.lock import Lock, LockedFile
 from airpack.progress import Reporter, Silent
 from airpack.signing import PrivateKey, fingerprint, sign_bytes
@@ -250,9 +261,23 @@ def build_bundle(spec: Spec, lock: Lock, out: Path, *, key: PrivateKey | None = 
     atomic_write_bytes(bundle / MANIFEST, manifest_bytes)
     sums = render_sums({**{e.path: e.sha256 for e in entries}, MANIFEST: sha256_bytes(manifest_bytes)})
     signed_by = write_sums_and_sign(bundle, sums, key, manifest=manifest)
+    _remove_strays(bundle, {e.path for e in entries} | {MANIFEST, SUMS} | (
+        {SIGNATURE, *ATTESTATIONS} if signed_by else set()))
     _publish(bundle, out, force)
     shutil.rmtree(stage, ignore_errors=True)
     return BuildResult(out, manifest, sha256_bytes(sums), signed_by, sum(e.size for e in entries))
+
+
+def _remove_strays(bundle: Path, keep: set[str]) -> None:
+    """Delete what an interrupted earlier run left in the staging folder and this run did not write (an atomic
+    write's temporary file, a file of another key's signature), so the published bundle holds only its files."""
+    found = list(walk_tree(bundle))
+    for rel, mode in found:
+        if not stat.S_ISDIR(mode) and rel not in keep:
+            (bundle / rel).unlink()
+    for rel, mode in reversed(found):  # deepest first: folders left empty by the above
+        if stat.S_ISDIR(mode) and not any((bundle / rel).iterdir()):
+            (bundle / rel).rmdir()
 
 
 def _publish(bundle: Path, out: Path, force: bool) -> None:

@@ -210,17 +210,18 @@ def verify(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
     _run("verify", as_json, lambda: _verify_impl(bundle, key, not as_json), render)
 
 
-def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str, max_file: str | None, only: int | None,
-                progress: bool) -> dict[str, Any]:
-    from airpack.volumes import parse_size, split_bundle  # noqa: PLC0415
+def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str | None, max_file: str | None,
+                only: int | None, progress: bool, base: Path | None = None) -> dict[str, Any]:
+    from airpack.delta import split_with_base  # noqa: PLC0415
+    from airpack.volume_format import parse_size  # noqa: PLC0415
 
     pubs = _trusted(keys)
-    capacity, cap = parse_size(size), parse_size(max_file) if max_file else None
+    capacity, cap = parse_size(size) if size else 2**62, parse_size(max_file) if max_file else None
     with _reporter(progress) as reporter:
-        vols = split_bundle(bundle, pubs, out, capacity, max_file=cap, only=only,
-                            reporter=reporter)
+        vols = split_with_base(bundle, pubs, out, capacity, base=base, max_file=cap, only=only,
+                               reporter=reporter)
     written = [v for v in vols if only is None or v.index == only]
-    return {"out": str(out), "count": len(vols),
+    return {"out": str(out), "count": len(vols), "fromBase": list(vols[0].base.files) if vols[0].base else None,
             "volumes": [{"index": v.index, "folder": str(out / v.folder_name), "pieces": len(v.pieces),
                          "bytes": sum(p.length for p in v.pieces)} for v in written]}
 
@@ -228,27 +229,33 @@ def _split_impl(bundle: Path, keys: list[Path], out: Path, size: str, max_file: 
 @app.command()
 def split(bundle: BundleArg, key: PubKeyOpt,
           out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder to write the volume folders into.")],
-          size: Annotated[str, typer.Option("--size", metavar="SIZE", help="Capacity of one volume: 32GB (10^9), 4GiB, 700MB.")],
+          size: Annotated[str | None, typer.Option("--size", metavar="SIZE", help="Capacity of one volume: 32GB (10^9), "
+                                                   "4GiB, 700MB (default: one volume).")] = None,
           max_file: Annotated[str | None, typer.Option(
               "--max-file", metavar="SIZE", help="Largest file on the media, e.g. 4095MiB for FAT32.")] = None,
           volume: Annotated[int | None, typer.Option("--volume", help="Write only volume N (e.g. straight onto "
                                                      "the mounted medium).")] = None,
+          base: Annotated[Path | None, typer.Option("--base", metavar="DIR", help="Delta: leave out what this previous bundle "
+                                                    "(folder or its SHA256SUMS) already holds.")] = None,
           as_json: JsonOpt = False) -> None:
     """Split a verified bundle into volumes for removable media; each can be verified on its own."""
     def render(r: dict[str, Any]) -> None:
+        if r["fromBase"] is not None:
+            note(f"delta: {plural(len(r['fromBase']), 'file')} left to the base ('airpack join --base')")
         for v in r["volumes"]:
             result(f"volume {v['index']} of {r['count']}: {v['folder']} ({plural(v['pieces'], 'piece')}, "
                    f"{format_size(v['bytes'])})")
 
-    _run("split", as_json, lambda: _split_impl(bundle, key, out, size, max_file, volume, not as_json), render)
+    _run("split", as_json, lambda: _split_impl(bundle, key, out, size, max_file, volume, not as_json, base), render)
 
 
-def _join_impl(volumes: list[Path], keys: list[Path], out: Path, progress: bool) -> dict[str, Any]:
-    from airpack.volumes import join_volumes  # noqa: PLC0415
+def _join_impl(volumes: list[Path], keys: list[Path], out: Path, progress: bool,
+               base: Path | None = None) -> dict[str, Any]:
+    from airpack.delta import join_with_base  # noqa: PLC0415
 
     pubs = _trusted(keys)
     with _reporter(progress) as reporter:
-        r = join_volumes(volumes, pubs, out, reporter=reporter)
+        r = join_with_base(volumes, pubs, out, base=base, reporter=reporter)
     return {"out": str(r.out), "complete": r.complete, "volumes": list(r.volumes_seen), "count": r.count,
             "missing": list(r.missing), "missing_files": r.missing_files, "added_bytes": r.added_bytes}
 
@@ -258,6 +265,8 @@ def join(volumes: Annotated[list[Path], typer.Argument(help="Volume folders (any
                                                        show_default=False, metavar="VOLUME")],
          key: PubKeyOpt,
          out: Annotated[Path, typer.Option("--out", metavar="DIR", help="The bundle folder to assemble.")],
+         base: Annotated[Path | None, typer.Option("--base", metavar="DIR", help="For a delta split: the previous "
+                                                   "bundle folder, source of what the volumes leave out.")] = None,
          as_json: JsonOpt = False) -> None:
     """Join volumes into the bundle, checking every piece as it is copied; resumable, one medium at a time."""
     def render(r: dict[str, Any]) -> None:
@@ -269,7 +278,7 @@ def join(volumes: Annotated[list[Path], typer.Argument(help="Volume folders (any
                    f"{plural(r['missing_files'], 'file')} incomplete; still needed: {needed} (rerun "
                    "'airpack join' with them)")
 
-    _run("join", as_json, lambda: _join_impl(volumes, key, out, not as_json), render)
+    _run("join", as_json, lambda: _join_impl(volumes, key, out, not as_json, base), render)
 
 
 @app.command()
@@ -284,7 +293,11 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
     def describe() -> dict[str, Any]:
         if show_diff and not key:
             raise UsageError("--show-diff renders the bundle's deploy files: give --key to check them first")
-        return describe_bundle(bundle, _trusted(key or []), diff=show_diff or as_json)
+        d = describe_bundle(bundle, _trusted(key or []), diff=show_diff or as_json)
+        from airpack.delta import describe_volume  # noqa: PLC0415
+
+        d.update({"volume": describe_volume(bundle)} if (bundle / "airpack-volume.json").is_file() else {})
+        return d
 
     def render(d: dict[str, Any]) -> None:
         result(f"{d['name']} {d['version']} (created {d['created']}, airpack {d['airpackVersion']}, "
@@ -299,6 +312,10 @@ def inspect(bundle: BundleArg, show_diff: Annotated[bool, typer.Option(
             result(f"{k}: {plural(v['files'], 'file')}, {format_size(v['bytes'])}")
         for path, info in d.get("attestations", {}).items():
             result(f"{path}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+        if "volume" in d:
+            from airpack.delta import volume_lines  # noqa: PLC0415
+
+            result("\n".join(volume_lines(d["volume"])))
         for target, diff in sorted(d.get("deployDiff", {}).items()):
             result(f"--- {target}: as built → as installed with defaults (host network, API key)")
             result(diff.rstrip() or "(no change)")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import stat
 from collections import Counter
@@ -41,90 +40,26 @@ from airpack.bundle import check_space
 from airpack.errors import UsageError, VerificationError
 from airpack.hashing import BLOCK_SIZE, RangeCheck, check_ranges
 from airpack.join_guard import missing_files, overlapping, refuse_nested
-from airpack.layout import ATTESTATIONS, MANIFEST, SIGNATURE, SUMS
+from airpack.layout import ATTESTATIONS, MANIFEST, SUMS
 from airpack.packing import Item, pack
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey
 from airpack.verify import SignedRoot, checks_for, require_folder, signed_root, walk_entries
-
-VOLUME_FILE = "airpack-volume.json"
-VOLUME_FORMAT = "airpack-volume"
-VOLUME_FORMAT_VERSION = 1
-ROOT_FILES = (SUMS, SIGNATURE, MANIFEST)
-MAX_VOLUME_FILE_BYTES = 64 * 1024 * 1024
-_PART = re.compile(r"^(.+)\.part(\d{3,})$")
+from airpack.volume_format import (
+    MAX_VOLUME_FILE_BYTES,
+    ROOT_FILES,
+    VOLUME_FILE,
+    BaseRef,
+    Piece,
+    Volume,
+    parse_size,  # noqa: F401 - re-exported: callers import it from here
+)
+from airpack.volume_format import PART_NAME as _PART
 
 Progress = Callable[[int], None]
 
 
-@dataclass(frozen=True)
-class Piece:
-    """Bytes ``[offset, offset+length)`` of the bundle file ``file`` (``size`` bytes), stored as ``name``."""
-
-    file: str
-    offset: int
-    length: int
-    size: int
-    name: str
-
-    @property
-    def whole(self) -> bool:
-        return self.offset == 0 and self.length == self.size
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "offset": self.offset, "length": self.length, "size": self.size,
-                "name": self.name}
-
-
-@dataclass(frozen=True)
-class Volume:
-    """One volume: its number, how many there are, and the pieces it holds."""
-
-    index: int
-    count: int
-    name: str
-    version: str
-    sums_sha256: str
-    pieces: tuple[Piece, ...]
-
-    @property
-    def folder_name(self) -> str:
-        return f"{self.name}-{self.version}.vol{self.index}of{self.count}"
-
-    def to_json(self) -> bytes:
-        doc = {"format": VOLUME_FORMAT, "formatVersion": VOLUME_FORMAT_VERSION,
-               "bundle": {"name": self.name, "version": self.version, "sums": self.sums_sha256},
-               "volume": self.index, "count": self.count, "pieces": [p.to_dict() for p in self.pieces]}
-        return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, where: str) -> Volume:
-        try:
-            doc = json.loads(data)
-            if doc.get("format") != VOLUME_FORMAT:
-                raise ValueError("not an airpack volume")
-            if doc.get("formatVersion") != VOLUME_FORMAT_VERSION:
-                raise ValueError(f"volume format {doc.get('formatVersion')!r} is not one this airpack reads")
-            pieces = tuple(Piece(str(p["file"]), int(p["offset"]), int(p["length"]), int(p["size"]),
-                                 str(p["name"])) for p in doc["pieces"])
-            bundle = doc["bundle"]
-            return cls(int(doc["volume"]), int(doc["count"]), str(bundle["name"]), str(bundle["version"]),
-                       str(bundle["sums"]), pieces)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise VerificationError(f"{where}: unreadable {VOLUME_FILE}: {exc}") from None
-
-
 # ------------------------------------------------------------------------------------------------- planning
-
-def parse_size(text: str) -> int:
-    """``32GB`` (10^9, as disks are sold), ``4GiB`` (2^30), ``700M``, ``4095MiB`` or plain bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", text, flags=re.IGNORECASE)
-    if not m:
-        raise UsageError(f"size {text!r} is not a size", hint="e.g. 32GB, 4GiB, 700MB or a number of bytes")
-    number, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
-    power = "KMGT".find(unit) + 1 if unit else 0
-    return int(number * (1024 if binary else 1000) ** power)
-
 
 def plan_volumes(root: SignedRoot, capacity: int, *, max_file: int | None = None) -> list[Volume]:
     """Assign every signed file (the root files aside) to volumes of at most ``capacity`` bytes each."""
@@ -182,6 +117,8 @@ def _validate(vol: Volume, root: SignedRoot, where: str) -> None:
         m = _PART.match(p.name)
         if path_problem(p.name) or not (p.name == p.file if p.whole else (m and m.group(1) == p.file)):
             raise VerificationError(f"{where}: piece name {p.name!r} is not what airpack writes")
+    if why := vol.base_problem(root.listed):
+        raise VerificationError(f"{where}: {VOLUME_FILE} of a delta split is unsound: {why}")
 
 
 def _read_volume(folder: Path, keys: Sequence[PublicKey]) -> tuple[Volume, SignedRoot]:
@@ -286,11 +223,14 @@ def _copy_piece(src: Path, src_base: int, dst_fd: int, dst_base: int, piece: Pie
 
 def split_bundle(bundle: Path, keys: Sequence[PublicKey], out: Path, capacity: int, *,
                  max_file: int | None = None, only: int | None = None,
-                 reporter: Reporter | None = None) -> list[Volume]:
-    """Write the volumes of ``bundle`` into ``out`` (each folder appears whole, with one rename)."""
+                 reporter: Reporter | None = None, base: BaseRef | None = None) -> list[Volume]:
+    """Write the volumes of ``bundle`` into ``out`` (each folder appears whole, with one rename); with ``base``,
+    leave out the files it names (``airpack.delta`` decides which)."""
     root = signed_root(bundle, keys)
     carried = sum((bundle / a).stat().st_size for a in ATTESTATIONS if (bundle / a).is_file())  # in each volume
-    volumes = plan_volumes(root, capacity - carried, max_file=max_file)
+    skip = set(base.files) if base else set()
+    kept = replace(root, listed={p: h for p, h in root.listed.items() if p not in skip})
+    volumes = [replace(v, base=base) for v in plan_volumes(kept, capacity - carried, max_file=max_file)]
     if only is not None and not 1 <= only <= len(volumes):
         raise UsageError(f"--volume {only}: this split has {len(volumes)} volume(s)")
     out.mkdir(parents=True, exist_ok=True)
@@ -349,7 +289,8 @@ class JoinResult:
 
 
 def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, *,
-                 reporter: Reporter | None = None) -> JoinResult:
+                 reporter: Reporter | None = None,
+                 extra: Sequence[tuple[Path, Volume, SignedRoot]] = ()) -> JoinResult:
     """Add the pieces of ``volumes`` to the bundle being joined at ``out``; publish it once complete.
 
     Resumable and idempotent: a staging folder beside ``out`` keeps the pieces already in (one JSON state,
@@ -376,6 +317,7 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
     for folder, vol, _ in read:
         if problems := _structure_problems(folder, vol):
             raise VerificationError(f"{folder}: volume {vol.index} of {vol.count}: {problems[0]}")
+    read.extend(extra)  # more sources, already checked by the caller: a delta's base (volume number 0)
     need = {(p.file, p.offset, p.length) for _, vol, _ in read for p in vol.pieces} - done
     out.parent.mkdir(parents=True, exist_ok=True)
     check_space(out.parent, sum(n for _, _, n in need), "the pieces to join", hint="free some space")
@@ -422,7 +364,7 @@ def join_volumes(volumes: Sequence[Path], keys: Sequence[PublicKey], out: Path, 
             added += piece.length
             state.update(done=sorted(done), unchecked=sorted(unchecked), origin=[[*t, i] for t, i in origin.items()])
             atomic_write_bytes(state_path, json.dumps(state).encode())
-        seen.add(vol.index)  # only once all of its pieces are in
+        seen.update({vol.index} - {0})  # only once all of its pieces are in
         state.update(volumes=sorted(seen))
         atomic_write_bytes(state_path, json.dumps(state).encode())
     reporter.done(progress)

@@ -169,3 +169,29 @@ def test_builds_are_reproducible(small_model: Path, built_bundle, keys) -> None:
     for name in ("SHA256SUMS", "SHA256SUMS.sig", "airpack.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes()
     assert (a / "SHA256SUMS").read_bytes() != (c / "SHA256SUMS").read_bytes()
+
+
+def test_a_resumed_build_publishes_no_leftover_of_the_killed_one(small_model: Path, keys, tmp_path: Path) -> None:
+    """A build killed in an atomic write (its ``.tmp``) or after signing with another key leaves files in the
+    staging folder; the resumed build publishes only what it listed (and signed)."""
+    from airpack.bundle import _prepare_staging, build_bundle
+    from airpack.hashing import sha256_bytes
+    from airpack.resolve import resolve
+    from airpack.spec import load_spec
+    from tests.conftest import spec_text
+
+    spec_path = tmp_path / "airpack.yaml"
+    spec_path.write_text(spec_text(str(small_model.resolve())))
+    spec = load_spec(spec_path)
+    lock = resolve(spec, cache_dir=tmp_path / "cache")
+    out = tmp_path / "out"
+    stage, _ = _prepare_staging(out, sha256_bytes(lock.to_json()))  # as a killed run of this lock left it
+    (stage / "bundle" / ".SHA256SUMS.k0jdtkpu.tmp").write_bytes(b"half a list")
+    (stage / "bundle" / "signatures").mkdir()
+    (stage / "bundle" / "signatures" / "model.sig").write_bytes(b"another key's")
+    (stage / "bundle" / "stray" / "deep").mkdir(parents=True)
+    build_bundle(spec, lock, out, key=None, cache_dir=tmp_path / "cache")  # unsigned this time
+    listed = {line.split("  ", 1)[1] for line in (out / "SHA256SUMS").read_text().splitlines()}
+    found = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert found == listed | {"SHA256SUMS"}
+    assert not (out / "stray").exists() and not (out / "signatures").exists()
