@@ -14,14 +14,14 @@ import os
 import shutil
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from airpack import __version__
 from airpack._fs import atomic_write_bytes, fsync_dir, walk_tree
-from airpack.errors import BuildError, FetchError, UsageError
+from airpack.errors import BuildError, FetchError, LockError, UsageError
 from airpack.hashing import FileDigest, copy_and_hash, sha256_bytes
 from airpack.layout import (
     ATTESTATIONS,
@@ -38,6 +38,7 @@ from airpack.lock import Lock, LockedFile
 from airpack.progress import Reporter, Silent
 from airpack.signing import PrivateKey, fingerprint, sign_bytes
 from airpack.spec import Spec
+from airpack.tool import WheelSource
 from airpack.units import format_size
 
 
@@ -227,9 +228,17 @@ def write_sums_and_sign(bundle: Path, sums: bytes, key: PrivateKey | None, *, ma
 
 
 def build_bundle(spec: Spec, lock: Lock, out: Path, *, key: PrivateKey | None = None, cache_dir: Path,
-                 force: bool = False, reporter: Reporter | None = None) -> BuildResult:
-    """Fetch, check against the lock, lay out, hash, sign; the bundle appears at ``out`` only when complete."""
+                 force: bool = False, reporter: Reporter | None = None,
+                 tool: WheelSource | None = None) -> BuildResult:
+    """Fetch, check against the lock, lay out, hash, sign; the bundle appears at ``out`` only when complete.
+
+    With ``tool`` (where to fetch a wheel the store lacks), ``tool/`` carries the lock's wheels and install.sh."""
     reporter = reporter or Silent()
+    if tool is not None and lock.tool is None:
+        raise LockError("the lock pins no tool wheels (locked with --no-tool, or by an older airpack)",
+                        hint="run 'airpack lock' again, or build with --no-tool")
+    if tool is None and lock.tool is not None:
+        lock = replace(lock, tool=None)  # the manifest's lock says what this bundle carries
     if out.exists() and not force:
         raise UsageError(f"{out} already exists", hint="choose another --out or pass --force to replace it")
     if not out.parent.is_dir():
@@ -238,8 +247,8 @@ def build_bundle(spec: Spec, lock: Lock, out: Path, *, key: PrivateKey | None = 
     stage, created = _prepare_staging(out, sha256_bytes(lock_json))
     bundle = stage / "bundle"
     journal = _Journal(stage / "journal.jsonl")
-    check_space(out.parent, lock.model.total_size - sum(int(r["size"]) for r in journal.done.values()),
-                "the model files")
+    check_space(out.parent, lock.model.total_size - sum(int(r["size"]) for r in journal.done.values())
+                + (lock.tool.total_size if lock.tool else 0), "the model files and the tool")
 
     digests = _fetch_model(spec, lock, bundle, journal, cache_dir, reporter)
     image_digests, images = _fetch_images(lock, bundle, cache_dir, reporter)
@@ -247,6 +256,10 @@ def build_bundle(spec: Spec, lock: Lock, out: Path, *, key: PrivateKey | None = 
     digests.update(image_digests)
     digests.update(deploy_digests)
     digests.update(_write_sbom(spec, lock, sha256_bytes(lock_json), created, bundle))
+    if tool is not None and lock.tool is not None:
+        from airpack.tool.write import write_tool  # noqa: PLC0415
+
+        digests.update(write_tool(lock.tool, bundle, cache_dir=cache_dir, source=tool, reporter=reporter))
 
     entries = tuple(
         Entry(rel, d.size, d.sha256, _kind(rel), d.chunk_size if d.chain else 0, d.chain)

@@ -31,6 +31,11 @@ BundleArg = Annotated[Path, typer.Argument(help="The bundle folder.", show_defau
 _PASSPHRASE_HELP = "The environment variable that holds the private key's passphrase."  # noqa: S105
 PubKeyOpt = Annotated[list[Path], typer.Option("--key", metavar="FILE", help="Trusted public key (PEM), or a folder "
                                                "of *.pub (a trust store); repeatable.")]
+NoToolOpt = Annotated[bool, typer.Option("--no-tool", help="Leave out tool/ (airpack's wheels and install.sh).")]
+ToolIndexOpt = Annotated[str | None, typer.Option("--tool-index-url", metavar="URL", help="Index for the tool's "
+                                                  "wheels (default: pip's own configuration).")]
+ToolLinksOpt = Annotated[list[str] | None, typer.Option("--tool-find-links", metavar="DIR", help="Folder of wheels "
+                                                        "for the tool instead of an index; repeatable.")]
 
 
 def _run(command: str, as_json: bool, fn: Callable[[], T], render: Callable[[T], None]) -> None:
@@ -68,13 +73,19 @@ def keygen(
                                                   pkcs11=pkcs11), render)
 
 
-def _lock_impl(spec_path: Path, out: Path | None) -> dict[str, Any]:
+def _tool(no_tool: bool, index_url: str | None, links: list[str] | None) -> Any:
+    from airpack.tool import WheelSource  # noqa: PLC0415
+
+    return None if no_tool else WheelSource(index_url, tuple(links or ()))
+
+
+def _lock_impl(spec_path: Path, out: Path | None, tool: Any = None) -> dict[str, Any]:
     from airpack.lock import default_lock_path, write_lock  # noqa: PLC0415
     from airpack.resolve import resolve  # noqa: PLC0415
     from airpack.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(spec_path)
-    lock = resolve(spec, cache_dir=_cache())
+    lock = resolve(spec, cache_dir=_cache(), tool=tool)
     path = out or default_lock_path(spec_path)
     write_lock(lock, path)
     return {"lock": str(path), "files": len(lock.model.files), "bytes": lock.model.total_size,
@@ -85,6 +96,7 @@ def _lock_impl(spec_path: Path, out: Path | None) -> dict[str, Any]:
 @app.command()
 def lock(spec: SpecArg, out: Annotated[Path | None, typer.Option("-o", "--out", metavar="FILE", help="Lock file to write "
                                                                   "(default: SPEC.lock beside the spec).")] = None,
+         no_tool: NoToolOpt = False, tool_index_url: ToolIndexOpt = None, tool_find_links: ToolLinksOpt = None,
          as_json: JsonOpt = False) -> None:
     """Pin every file (size, sha256), commit and image digest, and check the model fits the target."""
 
@@ -96,11 +108,11 @@ def lock(spec: SpecArg, out: Annotated[Path | None, typer.Option("-o", "--out", 
             if c["status"] != "pass":
                 note(f"  {c['status']}: {c['name']}: {c['message']}")
 
-    _run("lock", as_json, lambda: _lock_impl(spec, out), render)
+    _run("lock", as_json, lambda: _lock_impl(spec, out, _tool(no_tool, tool_index_url, tool_find_links)), render)
 
 
 def _build_impl(spec_path: Path, out: Path, key_path: Path | None, passphrase_env: str | None, force: bool,
-                lock_path: Path | None, progress: bool) -> dict[str, Any]:
+                lock_path: Path | None, progress: bool, tool: Any = None) -> dict[str, Any]:
     from airpack.bundle import build_bundle  # noqa: PLC0415
     from airpack.keys import load_signing_key  # noqa: PLC0415
     from airpack.lock import check_lock_matches, default_lock_path, read_lock, write_lock  # noqa: PLC0415
@@ -113,14 +125,15 @@ def _build_impl(spec_path: Path, out: Path, key_path: Path | None, passphrase_en
     if lp.exists():
         lk = read_lock(lp)
         check_lock_matches(lk, spec, lp)
+        tool = tool if lk.tool is not None else None  # a lock made --no-tool (or before tool/): none
     else:
-        lk = resolve(spec, cache_dir=_cache())
+        lk = resolve(spec, cache_dir=_cache(), tool=tool)
         write_lock(lk, lp)
     with _reporter(progress) as reporter:
-        result = build_bundle(spec, lk, out, key=key, cache_dir=_cache(), force=force, reporter=reporter)
+        result = build_bundle(spec, lk, out, key=key, cache_dir=_cache(), force=force, reporter=reporter, tool=tool)
     return {"bundle": str(result.path), "name": result.manifest.name, "version": result.manifest.version,
             "files": len(result.manifest.files) + 1, "bytes": result.total_bytes,  # as verify counts
-            "sums_sha256": result.sums_sha256, "signed_by": result.signed_by}
+            "sums_sha256": result.sums_sha256, "signed_by": result.signed_by, "tool": tool is not None}
 
 
 @app.command()
@@ -132,6 +145,7 @@ def build(
     passphrase_env: Annotated[str | None, typer.Option("--passphrase-env", metavar="VAR", help=_PASSPHRASE_HELP)] = None,
     lock_file: Annotated[Path | None, typer.Option("--lock", metavar="FILE", help="Lock file (default: SPEC.lock beside the spec).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle at --out.")] = False,
+    no_tool: NoToolOpt = False, tool_index_url: ToolIndexOpt = None, tool_find_links: ToolLinksOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch everything the lock pins into a bundle folder (locking first when there is no lock)."""
@@ -139,10 +153,10 @@ def build(
     def render(r: dict[str, Any]) -> None:
         signed = f"signed by {r['signed_by']}" if r["signed_by"] else "UNSIGNED (run 'airpack sign')"
         result(f"built {r['bundle']}: {r['name']} {r['version']}, {plural(r['files'], 'file')}, "
-               f"{format_size(r['bytes'])}, {signed}")
+               f"{format_size(r['bytes'])}, {signed}" + ("" if r["tool"] else ", without tool/"))
 
-    _run("build", as_json, lambda: _build_impl(spec, out, key, passphrase_env, force, lock_file, not as_json),
-         render)
+    _run("build", as_json, lambda: _build_impl(spec, out, key, passphrase_env, force, lock_file, not as_json,
+                                                _tool(no_tool, tool_index_url, tool_find_links)), render)
 
 
 def _sign_impl(bundle: Path, key_path: Path, passphrase_env: str | None, force: bool, pubs: list[Path],

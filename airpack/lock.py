@@ -25,6 +25,7 @@ from airpack.errors import LockError, SourceError
 from airpack.hashing import FileDigest, hash_file
 from airpack.selection import Excluded, select_files
 from airpack.spec import Spec
+from airpack.tool import LockedTool
 
 LOCK_VERSION = 1
 MAX_LOCK_BYTES = 64 * 1024 * 1024
@@ -143,9 +144,10 @@ class Lock:
     checks: tuple[dict[str, Any], ...] = ()
     airpack_version: str = __version__
     lock_version: int = LOCK_VERSION
+    tool: LockedTool | None = None  # the wheels ``tool/`` carries (None: a bundle without the tool)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "lockVersion": self.lock_version,
             "airpackVersion": self.airpack_version,
             "specDigest": self.spec_digest,
@@ -154,6 +156,9 @@ class Lock:
             "plan": self.plan,
             "checks": list(self.checks),
         }
+        if self.tool is not None:
+            out["tool"] = self.tool.to_dict()
+        return out
 
     def to_json(self) -> bytes:
         return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
@@ -171,6 +176,7 @@ class Lock:
             checks=tuple(d.get("checks", [])),
             airpack_version=str(d.get("airpackVersion", "")),
             lock_version=int(version),
+            tool=LockedTool.from_dict(d["tool"]) if d.get("tool") is not None else None,
         )
 
 

@@ -46,17 +46,27 @@ def smallest_room(items: Iterable[Item], piece_cap: int | None) -> int | None:
     return need
 
 
-def pack(items: Iterable[Item], capacity: int, reserve: int, max_file: int | None = None) -> list[list[Cut]]:
+def pack(items: Iterable[Item], capacity: int, reserve: int, max_file: int | None = None, *,
+         pinned: Iterable[Item] = ()) -> list[list[Cut]]:
     """The items placed on as few volumes of ``capacity`` bytes (``reserve`` of each kept for the signed root
     and the volume file) as first fit, largest first, finds; each volume's pieces in path and offset order.
-    Raises :class:`UsageError` naming the smallest ``--size`` that works when ``capacity`` is too small."""
+    ``pinned`` items go whole onto volume 1 before any other (``tool/``: the first medium alone bootstraps
+    airpack on the far side). Raises :class:`UsageError` naming the smallest ``--size`` that works when
+    ``capacity`` is too small."""
     todo = sorted(items, key=lambda i: (-i.size, i.path.encode()))
+    first_vol = sorted(pinned, key=lambda i: i.path.encode())
     room = capacity - reserve
     piece_cap = max_file or capacity
     if room <= 0:
-        raise _too_small(None, capacity, reserve, max_file, todo)
-    bins: list[list[Cut]] = []
-    free: list[int] = []
+        raise _too_small(None, capacity, reserve, max_file, [*first_vol, *todo])
+    bins: list[list[Cut]] = [[Cut(i.path, 0, i.size) for i in first_vol]] if first_vol else []
+    free: list[int] = [room - sum(i.size for i in first_vol)] if first_vol else []
+    if first_vol and (free[0] < 0 or max(i.size for i in first_vol) > piece_cap):
+        need = reserve + sum(i.size for i in first_vol)
+        larger = ", a larger --max-file" if max(i.size for i in first_vol) > piece_cap else ""
+        raise UsageError(f"volume 1 must hold tool/ whole ({format_size(need - reserve)}), and a volume of "
+                         f"{format_size(capacity)} cannot",
+                         hint=f"a --size of at least {format_size(need, up=True)}{larger}, or build with --no-tool")
 
     def first(need: int) -> int:
         for k, f in enumerate(free):

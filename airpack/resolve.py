@@ -11,6 +11,7 @@ from typing import Any
 
 from airpack.lock import Lock, LockedFile, LockedModel, lock_local
 from airpack.spec import Spec
+from airpack.tool import PYTHONS, WheelSource
 
 
 def lock_hub(spec: Spec) -> LockedModel:
@@ -34,8 +35,10 @@ def _hash_local(spec: Spec, model: LockedModel) -> LockedModel:
     return replace(model, files=tuple(files))
 
 
-def resolve(spec: Spec, *, cache_dir: Path) -> Lock:
-    """Pin everything the spec names. Raises ``SourceError``/``CompatibilityError`` with one clear line."""
+def resolve(spec: Spec, *, cache_dir: Path, tool: WheelSource | None = None) -> Lock:
+    """Pin everything the spec names. Raises ``SourceError``/``CompatibilityError`` with one clear line.
+
+    With ``tool``, also the wheels the bundle's ``tool/`` carries, fetched from that source (airpack.tool)."""
     from airpack import planning  # noqa: PLC0415
     from airpack.images import image_checks, lock_images  # noqa: PLC0415
 
@@ -67,5 +70,10 @@ def resolve(spec: Spec, *, cache_dir: Path) -> Lock:
 
         checks += (check_source_signature(spec, model),)
     images = lock_images(spec)
+    locked_tool = None
+    if tool is not None:
+        from airpack.tool.wheels import resolve_tool  # noqa: PLC0415 - only a build with the tool runs pip
+
+        locked_tool = resolve_tool(spec.target.platform, spec.target.python or PYTHONS, tool, cache_dir)
     return Lock(spec_digest=spec.digest(), model=model, images=images, plan=plan,
-                checks=checks + image_checks(images))
+                checks=checks + image_checks(images), tool=locked_tool)

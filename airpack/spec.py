@@ -19,6 +19,7 @@ import yaml
 from airpack._fs import FileTooLarge, read_capped
 from airpack.errors import SpecError
 from airpack.hashing import sha256_bytes
+from airpack.tool import PYTHONS
 
 API_VERSION = "airpack/v1"
 ENGINES = ("vllm", "tgi", "llamacpp", "ollama", "sglang", "custom")
@@ -81,6 +82,7 @@ class TargetSpec:
     vram_gib: float | None = None
     driver: str | None = None
     platform: str = "linux/amd64"
+    python: tuple[str, ...] = ()  # CPython versions the bundle's tool/ carries wheels for (empty: 3.11-3.13)
 
 
 @dataclass(frozen=True)
@@ -318,7 +320,7 @@ def _vram(where: str, value: Any) -> float:
 
 def _parse_target(data: Mapping[str, Any]) -> TargetSpec:
     w = "target"
-    _check_keys(w, data, ("gpus", "gpu", "vram", "driver", "platform"))
+    _check_keys(w, data, ("gpus", "gpu", "vram", "driver", "platform", "python"))
     driver = _opt(data, "driver", w, lambda k, v: _str(k, str(v) if isinstance(v, int | float) else v))
     if driver is not None and not _DRIVER.match(driver):
         raise _fail(f"{w}.driver", f"must be an NVIDIA driver version like '535.104.05', got {driver!r}")
@@ -329,7 +331,18 @@ def _parse_target(data: Mapping[str, Any]) -> TargetSpec:
         vram_gib=_opt(data, "vram", w, _vram),
         driver=driver,
         platform=_opt(data, "platform", w, lambda k, v: _choice(k, v, PLATFORMS)) or "linux/amd64",
+        python=_opt(data, "python", w, _pythons) or (),
     )
+
+
+def _pythons(where: str, value: Any) -> tuple[str, ...]:
+    """``target.python``: CPython versions for the bundle's tool (``["3.12"]``; a YAML 3.12 is read as "3.12")."""
+    items = value if isinstance(value, list) else [value]
+    out = tuple(sorted({_choice(f"{where}[{i}]", repr(v) if isinstance(v, float) else v, PYTHONS)
+                        for i, v in enumerate(items)}))
+    if not out:
+        raise _fail(where, f"must list at least one of {', '.join(PYTHONS)}")
+    return out
 
 
 def _parse_deploy(value: Any) -> tuple[str, ...]:

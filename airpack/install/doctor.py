@@ -21,6 +21,7 @@ from airpack.plan.checks import bundled_driver as plan_bundled_driver
 from airpack.plan.gpus import lookup_gpu
 from airpack.plan.models import PlanRequest, parse_version
 from airpack.textsafe import escape
+from airpack.tool.host import host_pythons, python_verdict, tool_of
 from airpack.units import format_size
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -212,4 +213,7 @@ def doctor(prefix: Path, manifest: Manifest | None = None, bundle: Path | None =
            client: Any = None) -> DoctorReport:
     """Gather this host's facts and check them against ``manifest`` (or the host alone)."""
     needs = bundle_needs(manifest, bundle) if manifest is not None else None
-    return run_checks(gather_host(prefix, client), needs)
+    report = run_checks(gather_host(prefix, client), needs)
+    status, detail, fix = python_verdict(host_pythons(), tool_of(manifest.lock) if manifest else None,
+                                         manifest is not None)
+    return DoctorReport((*report.checks, Check("python", status, detail, fix)), report.bundle)

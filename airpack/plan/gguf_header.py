@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
+
+from airpack.errors import SourceError
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -146,3 +149,15 @@ def parse_header(buf: bytes | memoryview, *, max_array_items: int = 4096) -> Hea
         raise Malformed(f"general.alignment {alignment!r} is not a power of two")
     data_offset = -(-cur.pos // alignment) * alignment
     return Header(version, fields, lengths, tuple(tensors), data_offset)
+
+
+def gguf() -> ModuleType:
+    """The gguf package, for its type tables. It (and numpy with it) is a build-side dependency
+    (``airpack[build]``): an airpack installed from a bundle's ``tool/`` plans a GGUF model only once it is added."""
+    try:
+        import gguf as module  # noqa: PLC0415 - numpy comes with it: loaded only for a GGUF model
+    except ModuleNotFoundError:
+        raise SourceError("reading a GGUF model's tensor types needs the gguf package, which this airpack lacks",
+                          hint="pip install 'airpack[build]', or plan on the connected side (the bundle "
+                               "records its plan: airpack inspect)") from None
+    return module

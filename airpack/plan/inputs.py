@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from airpack.errors import SourceError
-from airpack.plan.gguf_header import Header, Malformed, Truncated, parse_header
+from airpack.plan.gguf_header import Header, Malformed, Truncated, gguf, parse_header
 
 # safetensors: an 8-byte little-endian header length, then that many bytes of JSON. 100 MiB is the limit the
 # safetensors library itself enforces; anything larger is not a header.
@@ -301,7 +301,7 @@ def gguf_summary_from_prefix(prefix: bytes, file_size: int, name: str) -> GgufSu
 
 def _summarize(header: Header, name: str) -> GgufSummary:
     """The planner's view of a header: metadata without tokenizer arrays, tensor bytes by GGML type."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # noqa: PLC0415 - the type tables only
+    GGML_QUANT_SIZES, GGMLQuantizationType = gguf().GGML_QUANT_SIZES, gguf().GGMLQuantizationType
 
     metadata: dict[str, Any] = {}
     for key, value in header.fields.items():
@@ -335,12 +335,12 @@ def _summarize(header: Header, name: str) -> GgufSummary:
 
 def gguf_file_type_name(file_type: object) -> str | None:
     """``general.file_type`` as the usual quant name: 15 -> "Q4_K_M", 1 -> "F16"."""
-    from gguf import LlamaFileType  # noqa: PLC0415
+    LlamaFileType = gguf().LlamaFileType
 
     if not isinstance(file_type, int):
         return None
     try:
-        name = LlamaFileType(file_type).name
+        name = str(LlamaFileType(file_type).name)
     except ValueError:
         return f"FTYPE_{file_type}"
     for prefix in ("MOSTLY_", "ALL_"):

@@ -66,7 +66,7 @@ def test_sign_with_a_key_that_never_leaves_the_token(token: dict[str, str], make
     r = airpack("keygen", "--pkcs11", uri(**{"pin-value": PIN}), "--out", keys, env=token)
     assert r.returncode == 0, r.stderr
     pub = keys / "airpack.pub"
-    assert "in the token" in r.stderr and not (keys / "airpack.key").exists()
+    assert "in the token" in r.stdout and not (keys / "airpack.key").exists()
     assert sorted(p.name for p in keys.iterdir()) == ["airpack.pub"]
     listing = subprocess.run(["pkcs11-tool", "--module", softhsm_module(), "--token-label", "airpack", "--login",
                               "--pin", PIN, "--list-objects"], env=token, capture_output=True, text=True,
@@ -81,7 +81,7 @@ def test_sign_with_a_key_that_never_leaves_the_token(token: dict[str, str], make
     spec.write_text(f"apiVersion: airpack/v1\nname: hsm-model\nversion: 1.0.0\nmodel:\n  path: {model}\n")
     bundle = tmp_path / "bundle"
     r = airpack("build", spec, "--out", bundle, env=token)
-    assert r.returncode == 0 and "UNSIGNED" in r.stderr, r.stderr
+    assert r.returncode == 0 and "UNSIGNED" in r.stdout, r.stdout + r.stderr
     before = snapshot(bundle)
 
     # a wrong PIN, a missing object: one clear line each, exit 2, nothing written
@@ -116,6 +116,6 @@ def test_sign_with_a_key_that_never_leaves_the_token(token: dict[str, str], make
 
     # build --key with the URI signs at once
     r = airpack("build", spec, "--out", tmp_path / "b2", "--key", uri(**{"pin-value": PIN}), env=token)
-    assert r.returncode == 0 and "signed by sha256:" in r.stderr, r.stderr
+    assert r.returncode == 0 and "signed by sha256:" in r.stdout, r.stdout + r.stderr
     r = airpack("verify", tmp_path / "b2", "--key", pub, env=token)
     assert r.returncode == 0, r.stderr

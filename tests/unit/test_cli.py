@@ -93,7 +93,8 @@ def test_unsigned_build_then_sign_then_verify(tmp_path: Path, small_model: Path,
     fpr = openssl_fingerprint(pub)
     out = tmp_path / "bundle"
     code, stdout, _ = cli("build", write_spec(small_model), "--out", out)
-    assert code == 0 and "UNSIGNED (run 'airpack sign')" in stdout and "5 files" in stdout
+    tool = [p for p in (out / "tool").rglob("*") if p.is_file()]  # tool/: airpack's wheels and install.sh
+    assert code == 0 and "UNSIGNED (run 'airpack sign')" in stdout and f"{5 + len(tool)} files" in stdout
     assert not (out / "SHA256SUMS.sig").exists()
 
     code, doc = cli_json("verify", out, "--key", pub)
@@ -105,10 +106,12 @@ def test_unsigned_build_then_sign_then_verify(tmp_path: Path, small_model: Path,
     assert (out / "SHA256SUMS").read_bytes() == sums
 
     code, stdout, _ = cli("verify", out, "--key", pub)
-    assert code == 0 and stdout.startswith("OK test-model 1.0.0: 5 files") and printed_fingerprints(stdout) == [fpr]
+    assert code == 0 and stdout.startswith("OK test-model 1.0.0: ") and printed_fingerprints(stdout) == [fpr]
     code, doc = cli_json("verify", out, "--key", pub)
     assert code == 0 and doc["problems"] == [] and doc["data"]["key_fingerprint"] == fpr
-    assert doc["data"]["files"] == 5 and doc["data"]["sums_sha256"] == hashlib.sha256(sums).hexdigest()
+    tool = [p for p in (out / "tool").rglob("*") if p.is_file()]  # tool/: airpack's wheels and install.sh
+    assert len(tool) > 3 and doc["data"]["files"] == 5 + len(tool)
+    assert doc["data"]["sums_sha256"] == hashlib.sha256(sums).hexdigest()
 
 
 def test_sign_refuses_an_inconsistent_bundle(tmp_path: Path, small_model: Path, write_spec) -> None:
@@ -142,9 +145,11 @@ def test_build_json_and_inspect(tmp_path: Path, small_model: Path, write_spec, k
     code, doc = cli_json("build", write_spec(small_model), "--out", out, "--key", keys.ed25519.key)
     assert code == 0 and doc["command"] == "build"
     data = doc["data"]
-    # 3 model files + SBOM + airpack.json: every file SHA256SUMS lists, as verify counts them
-    assert (data["name"], data["version"], data["files"]) == ("test-model", "1.0.0", 5)
-    assert data["bytes"] == sum(p.stat().st_size for p in small_model.iterdir()) + (out / "sbom/bom.cdx.json").stat().st_size
+    tool = [p.stat().st_size for p in (out / "tool").rglob("*") if p.is_file()]  # airpack's wheels, install.sh
+    # 3 model files + SBOM + tool/ + airpack.json: every file SHA256SUMS lists, as verify counts them
+    assert (data["name"], data["version"], data["files"]) == ("test-model", "1.0.0", 5 + len(tool))
+    assert data["bytes"] == (sum(p.stat().st_size for p in small_model.iterdir())
+                             + (out / "sbom/bom.cdx.json").stat().st_size + sum(tool))
     assert data["sums_sha256"] == hashlib.sha256((out / "SHA256SUMS").read_bytes()).hexdigest()
 
     code, doc = cli_json("inspect", out)

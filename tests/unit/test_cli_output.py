@@ -72,7 +72,8 @@ def test_results_on_stdout_progress_on_stderr(tmp_path: Path, small_model: Path,
 
     # Progress when stderr is not a terminal: plain lines (bytes, rate, ETA), never on stdout.
     code, out, err = cli("verify", bundle, "--key", keys.ecdsa.pub, env={"AIRPACK_PROGRESS_INTERVAL": "0"})
-    assert code == 0 and out.startswith("OK test-model 1.0.0: 5 files")
+    tool = [p for p in (bundle / "tool").rglob("*") if p.is_file()]  # tool/: airpack's wheels and install.sh
+    assert code == 0 and out.startswith(f"OK test-model 1.0.0: {5 + len(tool)} files"), out
     lines = err.splitlines()
     assert lines and all(line.startswith("verifying: ") for line in lines), err
     assert re.search(r"of [\d.]+ [kMG]?B \(\d+%\), [\d.]+ [kMG]?B/s, ETA \d+:\d\d$", lines[0]), lines[0]

@@ -31,6 +31,7 @@ def _tree(tmp: Path) -> Path:
     (repo / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "scripts" / "setup.sh", repo / "scripts" / "setup.sh")
     (repo / "scripts" / "build-llama-server.sh").write_text("echo /opt/llama-server\n")
+    (repo / "scripts" / "tool-wheelhouse.sh").write_text("echo /opt/wheels\n")
     shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
     venv = repo / ".venv" / "bin"
     venv.mkdir(parents=True)
