@@ -165,7 +165,7 @@ def test_unknown_gpu_names_its_key_path_or_flag(tmp_path: Path) -> None:
 
 
 def test_status_text_shows_docker_health_and_the_latest_smoke_test(capsys: pytest.CaptureFixture[str]) -> None:
-    from airpack.cli import _render_status
+    from airpack.cli.far_side import _render_status
 
     smoke = {"ok": True, "completionTokens": 12, "ttftSeconds": 0.2, "tokensPerSecond": 30.0,
              "at": "2026-12-02T18:00:05Z"}
