@@ -83,3 +83,23 @@ def test_the_validator_would_catch_a_broken_document() -> None:
     del doc["components"][0]["type"]
     with pytest.raises(AssertionError):
         _valid(json.dumps(doc).encode())
+
+
+def test_the_tool_and_each_of_its_wheels_are_listed_with_their_sha256() -> None:
+    """tool/ in a bundle: airpack and every wheel install.sh installs, as pkg:pypi libraries at their file's digest."""
+    from airpack.tool import LockedTool, LockedWheel  # noqa: PLC0415
+
+    wheels = (LockedWheel("airpack-0.1.0-py3-none-any.whl", 10, "1" * 64),
+              LockedWheel("cffi-1.17.1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", 20, "2" * 64))
+    lock = Lock(spec_digest=SHA, model=LockedModel(source="local", files=(LockedFile("w", 1, SHA),), path="/m"),
+                tool=LockedTool("0.1.0", "linux/amd64", ("3.12",), wheels))
+    doc = _valid(render_sbom("x", "1.0.0", lock, SHA, "2026-01-02T03:04:05Z"))
+    (tool,) = [c for c in doc["components"] if c.get("bom-ref") == "tool"]
+    assert (tool["name"], tool["version"], tool["type"]) == ("airpack", "0.1.0", "application")
+    libs = {c["name"]: c for c in tool["components"]}
+    assert set(libs) == {"airpack", "cffi"}
+    cffi = PackageURL.from_string(libs["cffi"]["purl"])
+    assert (cffi.type, cffi.name, cffi.version) == ("pypi", "cffi", "1.17.1")
+    assert cffi.qualifiers == {"file_name": wheels[1].filename}
+    assert libs["cffi"]["hashes"] == [{"alg": "SHA-256", "content": "2" * 64}]
+    assert "tool" in {d["ref"]: d for d in doc["dependencies"]}["bundle"]["dependsOn"]
