@@ -51,7 +51,7 @@ def lock_images(spec: Spec) -> tuple[LockedImage, ...]:
     if not refs:
         return ()
     from airpack.oci import resolve_image  # noqa: PLC0415
-    from airpack.oci.engine import resolve_engine_image  # noqa: PLC0415
+    from airpack.oci.engine_save import resolve_engine_image  # noqa: PLC0415
 
     out = []
     client = None
@@ -88,8 +88,8 @@ def image_checks(images: tuple[LockedImage, ...]) -> tuple[dict[str, str], ...]:
 def fetch_all(images: tuple[LockedImage, ...], bundle: Path, *, cache_dir: Path, reporter: Reporter) -> tuple[
         dict[str, FileDigest], list[dict[str, Any]]]:
     """Fetch every locked image into ``bundle/images``; return each layout file's digests and image records."""
-    from airpack.oci import fetch_image  # noqa: PLC0415
     from airpack.oci.engine import airpack_tag  # noqa: PLC0415
+    from airpack.oci.fetch import fetch_image  # noqa: PLC0415
 
     layout = bundle / IMAGES_DIR
     records: list[dict[str, Any]] = []

@@ -18,7 +18,8 @@ from airpack.errors import FetchError
 from airpack.hashing import CHUNK_SIZE, hash_file
 from airpack.images import fetch_all
 from airpack.lock import LockedImage
-from airpack.oci import fetch_image, resolve_image
+from airpack.oci import resolve_image
+from airpack.oci.fetch import fetch_image
 from airpack.oci.manifest import OCI_CONFIG, OCI_MANIFEST
 from airpack.progress import Silent
 from tests.dockerenv import FaultProxy, Registry, push_blob, push_manifest, sha256, start_registry
