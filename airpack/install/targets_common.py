@@ -16,7 +16,8 @@ from airpack.install import audit, engine, versions
 from airpack.install import targets_run as tr
 from airpack.install.health import probe
 from airpack.layout import Entry
-from airpack.render import DeployContext, HostParams
+from airpack.profiles.context import DeployContext
+from airpack.render import HostParams
 from airpack.verify import VerifiedBundle
 
 TARGETS = ("compose", "systemd", "kubernetes")

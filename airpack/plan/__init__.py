@@ -5,7 +5,6 @@ Pure library: ``plan(facts, request)`` and ``compatibility_checks`` do no I/O; `
 """
 
 from airpack.plan.checks import compatibility_checks
-from airpack.plan.engines import ENGINES
 from airpack.plan.estimate import kv_bytes_per_token, kv_cache_bytes, plan
 from airpack.plan.gpus import GPUS, GpuInfo, known_gpu_names, lookup_gpu
 from airpack.plan.inputs import (
@@ -20,6 +19,7 @@ from airpack.plan.inputs import (
 )
 from airpack.plan.models import Check, MemoryBudget, Plan, PlanRequest
 from airpack.plan.quant import QuantCandidate, QuantChoice, choose_quant, gguf_candidates_from_dir
+from airpack.profiles import ENGINES
 
 __all__ = [
     "ENGINES",
