@@ -6,19 +6,13 @@ Pure library: ``plan(facts, request)`` and ``compatibility_checks`` do no I/O; `
 
 from airpack.plan.checks import compatibility_checks
 from airpack.plan.estimate import kv_bytes_per_token, kv_cache_bytes, plan
+from airpack.plan.facts import ModelFacts, Quantization
+from airpack.plan.gguf_facts import GgufSummary, gguf_summary_from_prefix, read_gguf
 from airpack.plan.gpus import GPUS, GpuInfo, known_gpu_names, lookup_gpu
-from airpack.plan.inputs import (
-    GgufSummary,
-    ModelFacts,
-    Quantization,
-    gguf_summary_from_prefix,
-    model_facts_from_dir,
-    model_facts_from_headers,
-    read_gguf,
-    read_safetensors_header,
-)
+from airpack.plan.inputs import model_facts_from_dir, model_facts_from_headers
 from airpack.plan.models import Check, MemoryBudget, Plan, PlanRequest
 from airpack.plan.quant import QuantCandidate, QuantChoice, choose_quant, gguf_candidates_from_dir
+from airpack.plan.safetensors_facts import read_safetensors_header
 from airpack.profiles import ENGINES
 
 __all__ = [
