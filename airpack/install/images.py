@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airpack.bundle_layout import IMAGES_DIR
 from airpack.errors import InstallError
-from airpack.layout import IMAGES_DIR
 from airpack.lock import Lock, LockedImage
 from airpack.progress import Reporter, Silent
 from airpack.verify import VerifiedBundle

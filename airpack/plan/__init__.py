@@ -2,6 +2,9 @@
 
 Pure library: ``plan(facts, request)`` and ``compatibility_checks`` do no I/O; ``model_facts_from_dir`` and
 ``model_facts_from_headers`` read metadata only (config.json, safetensors headers, GGUF metadata), never weights.
+
+Not imported here: ``plan.spec`` applies the planner to a spec (``airpack plan``, and ``airpack lock``, which
+refuses a model that cannot fit), and ``plan.hub`` reads a Hub model's metadata for it.
 """
 
 from airpack.plan.checks import compatibility_checks

@@ -1,5 +1,6 @@
-"""The images of a bundle: which references a spec names, locking them, and fetching them into the bundle's
-OCI layout (``images/``). The registry protocol itself lives in ``airpack.oci``.
+"""The images of a bundle, build side: which references a spec names, locking them, and fetching them into the
+bundle's OCI layout (``images/``). The registry protocol itself lives in ``airpack.oci``; the far side loads or
+pushes a verified bundle's images with ``airpack.install.images``.
 
 A reference written ``docker-daemon:NAME[:TAG]`` (skopeo's transport name) is taken from the local Docker
 engine instead of a registry: for images built locally that were never pushed.
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import walk_tree
+from airpack.bundle_layout import IMAGES_DIR
 from airpack.errors import FetchError, SourceError
 from airpack.hashing import FileDigest, hash_file
-from airpack.layout import IMAGES_DIR
 from airpack.lock import LockedImage
 from airpack.progress import Reporter
 from airpack.spec import Spec
