@@ -21,9 +21,7 @@ from typing import Any
 
 from airpack import __version__
 from airpack._fs import atomic_write_bytes, fsync_dir, walk_tree
-from airpack.errors import BuildError, FetchError, LockError, UsageError
-from airpack.hashing import FileDigest, copy_and_hash, sha256_bytes
-from airpack.layout import (
+from airpack.bundle_layout import (
     ATTESTATIONS,
     DEPLOY_DIR,
     MANIFEST,
@@ -34,6 +32,8 @@ from airpack.layout import (
     Manifest,
     render_sums,
 )
+from airpack.errors import BuildError, FetchError, LockError, UsageError
+from airpack.hashing import FileDigest, copy_and_hash, sha256_bytes
 from airpack.lock import Lock, LockedFile
 from airpack.progress import Reporter, Silent
 from airpack.signing import PrivateKey, fingerprint, sign_bytes
@@ -173,7 +173,7 @@ def _fetch_images(lock: Lock, bundle: Path, cache_dir: Path, reporter: Reporter)
         dict[str, FileDigest], list[dict[str, Any]]]:
     if not lock.images:
         return {}, []
-    from airpack.images import fetch_all  # noqa: PLC0415 - only bundles with images need the registry client
+    from airpack.bundle_images import fetch_all  # noqa: PLC0415 - only bundles with images need the registry client
 
     return fetch_all(lock.images, bundle, cache_dir=cache_dir, reporter=reporter)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from airpack._fs import read_capped
 from airpack.bundle import write_sums_and_sign
+from airpack.bundle_layout import MAX_SUMS_BYTES, SIGNATURE, SUMS
 from airpack.errors import AlreadySignedError, VerificationError
 from airpack.hashing import sha256_bytes
-from airpack.layout import MAX_SUMS_BYTES, SIGNATURE, SUMS
 from airpack.progress import Reporter
 from airpack.signing import MAX_SIG_BYTES, PrivateKey, PublicKey, fingerprint, verify_bytes
 from airpack.verify import check_integrity, require_folder

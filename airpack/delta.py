@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import path_problem, read_capped
+from airpack.bundle_layout import MANIFEST, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SUMS, Manifest, parse_sums
 from airpack.errors import AirpackError, UsageError, VerificationError
 from airpack.hashing import sha256_bytes
 from airpack.join_guard import refuse_nested
-from airpack.layout import MANIFEST, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SUMS, Manifest, parse_sums
 from airpack.progress import Reporter
 from airpack.signing import PublicKey
 from airpack.textsafe import escape_tree

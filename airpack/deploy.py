@@ -8,8 +8,9 @@ from typing import Any
 from airpack.errors import BuildError
 from airpack.lock import Lock
 from airpack.profiles import get_profile
+from airpack.profiles.context import DeployContext
 from airpack.profiles.launch import CustomEngine
-from airpack.render import DeployContext, render_bundle_deploy
+from airpack.render import render_bundle_deploy
 from airpack.spec import Spec
 
 

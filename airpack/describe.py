@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import read_capped
+from airpack.bundle_layout import ATTESTATIONS, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, Manifest
 from airpack.errors import UsageError
-from airpack.layout import ATTESTATIONS, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, Manifest
 from airpack.signing import PublicKey
 from airpack.textsafe import escape_tree
 

@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from airpack.bundle_layout import MANIFEST
 from airpack.errors import UsageError
-from airpack.layout import MANIFEST
 from airpack.verify import SignedRoot
 
 Span = tuple[str, int, int]  # (bundle file, offset, length)

@@ -19,11 +19,11 @@ import yaml
 from airpack._fs import FileTooLarge, read_capped
 from airpack.errors import SpecError
 from airpack.hashing import sha256_bytes
+from airpack.profiles import ENGINES
 from airpack.tool import PYTHONS
 
 API_VERSION = "airpack/v1"
-ENGINES = ("vllm", "tgi", "llamacpp", "ollama", "sglang", "custom")
-DEPLOY_TARGETS = ("compose", "kubernetes", "systemd")
+DEPLOY_FORMATS = ("compose", "kubernetes", "systemd")  # the deploy file formats rendered into a bundle (airpack.render)
 PLATFORMS = ("linux/amd64", "linux/arm64")
 MAX_SPEC_BYTES = 1024 * 1024
 
@@ -349,7 +349,7 @@ def _parse_deploy(value: Any) -> tuple[str, ...]:
     items = _str_list("deploy", value)
     out = []
     for i, item in enumerate(items):
-        choice = _choice(f"deploy[{i}]", item, DEPLOY_TARGETS)
+        choice = _choice(f"deploy[{i}]", item, DEPLOY_FORMATS)
         if choice in out:
             raise _fail(f"deploy[{i}]", f"{choice!r} is listed twice")
         out.append(choice)

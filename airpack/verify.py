@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airpack._fs import path_problem, read_capped, walk_tree
-from airpack.errors import VerificationError
-from airpack.hashing import RangeCheck, chain_checks, check_ranges, sha256_bytes
-from airpack.layout import (
+from airpack.bundle_layout import (
     ATTESTATIONS,
     MANIFEST,
     MAX_MANIFEST_BYTES,
@@ -30,6 +28,8 @@ from airpack.layout import (
     Manifest,
     parse_sums,
 )
+from airpack.errors import VerificationError
+from airpack.hashing import RangeCheck, chain_checks, check_ranges, sha256_bytes
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey, fingerprint, verify_bytes
 from airpack.textsafe import escape

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from airpack.bundle_layout import MANIFEST, SIGNATURE, SUMS
 from airpack.errors import UsageError, VerificationError
-from airpack.layout import MANIFEST, SIGNATURE, SUMS
 
 VOLUME_FILE = "airpack-volume.json"
 VOLUME_FORMAT = "airpack-volume"

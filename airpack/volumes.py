@@ -37,10 +37,10 @@ from typing import Any
 from airpack import verify
 from airpack._fs import atomic_write_bytes, fsync_dir, open_regular, path_problem, read_capped
 from airpack.bundle import check_space
+from airpack.bundle_layout import ATTESTATIONS, MANIFEST, SUMS
 from airpack.errors import UsageError, VerificationError
 from airpack.hashing import BLOCK_SIZE, RangeCheck, check_ranges
 from airpack.join_guard import missing_files, overlapping, refuse_nested
-from airpack.layout import ATTESTATIONS, MANIFEST, SUMS
 from airpack.packing import Item, pack
 from airpack.progress import Reporter, Silent
 from airpack.signing import PublicKey

@@ -39,8 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from airpack.oci import fetch_image, resolve_image
-from airpack.oci.engine import airpack_tag, load_into_engine
+from airpack.oci import resolve_image
+from airpack.oci.engine import airpack_tag
+from airpack.oci.engine_load import load_into_engine
+from airpack.oci.fetch import fetch_image
 from bench.bench_hash import evict
 from tests.dockerenv import push_blob, push_manifest, start_engine, start_registry
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from airpack.bundle import build_bundle
 from airpack.install import InstallOptions, install, uninstall
-from airpack.resolve import resolve
+from airpack.locking import resolve
 from airpack.signing import keygen, load_private_key, load_public_key
 from airpack.spec import load_spec
 from airpack.verify import verify_bundle

@@ -39,7 +39,7 @@ import airpack.bundle
 from airpack import hashing
 from airpack.bundle import build_bundle
 from airpack.lock import write_lock
-from airpack.resolve import resolve
+from airpack.locking import resolve
 from airpack.signing import KeyPair, PrivateKey, PublicKey, keygen, load_private_key, load_public_key
 from airpack.spec import load_spec
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from airpack.layout import MANIFEST, SIGNATURE, SUMS
+from airpack.bundle_layout import MANIFEST, SIGNATURE, SUMS
 from airpack.signing import PrivateKey, sign_bytes
 
 BIG = "model/model.safetensors"

@@ -19,7 +19,7 @@ from pathlib import Path
 from airpack._fs import atomic_write_bytes
 from airpack.attest import oms, provenance
 from airpack.attest.dsse import Envelope, sign_statement
-from airpack.layout import MODEL_DIR, MODEL_SIG, PROVENANCE, Manifest
+from airpack.bundle_layout import MODEL_DIR, MODEL_SIG, PROVENANCE, Manifest
 from airpack.signing import PrivateKey, PublicKey, fingerprint
 
 VERIFIED = "verified"

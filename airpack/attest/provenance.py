@@ -16,8 +16,8 @@ import json
 from typing import Any
 
 from airpack.attest.dsse import IN_TOTO_STATEMENT
+from airpack.bundle_layout import Manifest
 from airpack.hashing import sha256_bytes
-from airpack.layout import Manifest
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:airpack:buildtype:bundle:v1"

@@ -50,7 +50,7 @@ def keygen(
 
 def _lock_impl(spec_path: Path, out: Path | None, tool: Any = None) -> dict[str, Any]:
     from airpack.lock import default_lock_path, write_lock  # noqa: PLC0415
-    from airpack.resolve import resolve  # noqa: PLC0415
+    from airpack.locking import resolve  # noqa: PLC0415
     from airpack.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(spec_path)
@@ -85,7 +85,7 @@ def _build_impl(spec_path: Path, out: Path, key_path: Path | None, passphrase_en
     from airpack.bundle import build_bundle  # noqa: PLC0415
     from airpack.keys import load_signing_key  # noqa: PLC0415
     from airpack.lock import check_lock_matches, default_lock_path, read_lock, write_lock  # noqa: PLC0415
-    from airpack.resolve import resolve  # noqa: PLC0415
+    from airpack.locking import resolve  # noqa: PLC0415
     from airpack.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(spec_path)
@@ -156,7 +156,7 @@ def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", metavar="
 
 def _plan_impl(spec_path: Path, o: Any) -> dict[str, Any]:
     from airpack.errors import CompatibilityError  # noqa: PLC0415
-    from airpack.planning import plan_spec  # noqa: PLC0415
+    from airpack.plan.spec import plan_spec  # noqa: PLC0415
     from airpack.spec import load_spec  # noqa: PLC0415
 
     planned = plan_spec(load_spec(spec_path), o)
@@ -183,7 +183,7 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Will the model fit and run on the target? Weights, KV cache, overhead, longest context, checks."""
-    from airpack.planning import Overrides  # noqa: PLC0415
+    from airpack.plan.spec import Overrides  # noqa: PLC0415
 
     def render(p: dict[str, Any]) -> None:
         gib = 2**30

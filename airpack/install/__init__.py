@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import read_capped
+from airpack.bundle_layout import Entry
 from airpack.errors import AirpackError, HealthError, InstallError, UsageError, VerificationError
 from airpack.hashing import sha256_bytes
 from airpack.install import audit, engine, host, lifecycle, model_update, versions
@@ -23,7 +24,6 @@ from airpack.install.doctor import DoctorReport, doctor
 from airpack.install.health import SmokeResult, probe
 from airpack.install.images import load_images, original_tags
 from airpack.install.manage import prune, status, uninstall
-from airpack.layout import Entry
 from airpack.progress import Reporter, Silent
 from airpack.render import HostParams, render_host
 from airpack.spec import parse_spec

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airpack.bundle_layout import Manifest
 from airpack.errors import CompatibilityError
 from airpack.install.facts import BundleNeeds, HostFacts, bundle_needs, gather_host
-from airpack.layout import Manifest
-from airpack.oci.engine import unloadable_layers
+from airpack.oci.engine_load import unloadable_layers
 from airpack.plan.checks import FAMILY_MIN_DRIVER, driver_check
 from airpack.plan.checks import bundled_driver as plan_bundled_driver
 from airpack.plan.gpus import lookup_gpu

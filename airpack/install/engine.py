@@ -15,6 +15,7 @@ from typing import Any
 
 from airpack.errors import InstallError
 from airpack.profiles import hardening
+from airpack.profiles.context import DeployContext
 from airpack.profiles.launch import (
     API_KEY_PATH,
     MODELFILE_PATH,
@@ -23,7 +24,7 @@ from airpack.profiles.launch import (
     build_invocation,
     health_argv,
 )
-from airpack.render import DeployContext, HostParams
+from airpack.render import HostParams
 
 MODELS = "/models"
 LABEL_BUNDLE = "io.airpack.bundle"

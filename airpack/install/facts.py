@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import read_capped
-from airpack.layout import IMAGES_DIR, Manifest
+from airpack.bundle_layout import IMAGES_DIR, Manifest
 from airpack.oci.reference import parse_reference
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import NotRegularFile, atomic_write_bytes, fsync_dir
+from airpack.bundle_layout import MODEL_DIR, Entry
 from airpack.errors import InstallError, RefusedError, VerificationError
 from airpack.hashing import copy_and_hash
-from airpack.layout import MODEL_DIR, Entry
 
 STATE_FILE = "airpack-install.json"
 STATE_VERSION = 1

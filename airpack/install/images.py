@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airpack.bundle_layout import IMAGES_DIR
 from airpack.errors import InstallError
-from airpack.layout import IMAGES_DIR
 from airpack.lock import Lock, LockedImage
 from airpack.progress import Reporter, Silent
 from airpack.verify import VerifiedBundle
@@ -18,7 +18,7 @@ def locked_images(verified: VerifiedBundle) -> list[LockedImage]:
 
 def load_images(verified: VerifiedBundle, client: Any, reporter: Reporter | None = None) -> list[str]:
     """Load every image into the engine; returns the airpack-owned tags. Image IDs are checked by the loader."""
-    from airpack.oci.engine import load_into_engine  # noqa: PLC0415
+    from airpack.oci.engine_load import load_into_engine  # noqa: PLC0415
 
     images = locked_images(verified)
     if not images:

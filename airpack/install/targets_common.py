@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import read_capped
+from airpack.bundle_layout import Entry
 from airpack.errors import AirpackError, HealthError, InstallError, UsageError, VerificationError
 from airpack.hashing import sha256_bytes
 from airpack.install import audit, engine, versions
 from airpack.install import targets_run as tr
 from airpack.install.health import probe
-from airpack.layout import Entry
-from airpack.render import DeployContext, HostParams
+from airpack.profiles.context import DeployContext
+from airpack.render import HostParams
 from airpack.verify import VerifiedBundle
 
 TARGETS = ("compose", "systemd", "kubernetes")

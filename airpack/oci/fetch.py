@@ -12,9 +12,8 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Self
 
@@ -26,7 +25,7 @@ from airpack.errors import FetchError, SourceError
 from airpack.hashing import DigestSink, FileDigest, copy_and_hash, hash_file
 from airpack.lock import LockedImage
 from airpack.oci.auth import RegistryOptions
-from airpack.oci.layout import OciLayout, ref_name
+from airpack.oci.layout import FetchedImage, OciLayout, ref_name
 from airpack.oci.manifest import Descriptor, parse_manifest
 from airpack.oci.reference import parse_reference
 from airpack.oci.registry import RegistryClient
@@ -37,19 +36,6 @@ Progress = Callable[[int], None]
 # on this VM, a 1 GiB fetch took 1.65-2.65 s with 1 MiB writes, 3.2-4.9 s with 4 MiB writes).
 BLOCK = 4 * 1024 * 1024
 _TRANSIENT = (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
-
-
-@dataclass(frozen=True)
-class FetchedImage:
-    """What ``fetch_image`` put in the layout. ``downloaded`` counts bytes that crossed the network."""
-
-    locked: LockedImage
-    manifest_digest: str
-    ref_name: str
-    blobs: tuple[Descriptor, ...]
-    downloaded: int = 0
-    digests: Mapping[str, FileDigest] = field(default_factory=dict)
-    """Whole-file digests and chunk chains of the blobs this call wrote, hashed as they were written, by blob digest."""
 
 
 def fetch_image(
@@ -66,7 +52,7 @@ def fetch_image(
     if locked.source == "engine":
         if engine is None:
             raise FetchError(f"{locked.ref}: a local-engine image needs a docker client to be fetched")
-        from airpack.oci.engine import save_from_engine  # engine support is optional  # noqa: PLC0415
+        from airpack.oci.engine_save import save_from_engine  # engine support is optional  # noqa: PLC0415
 
         return save_from_engine(engine, locked, layout_dir, progress=progress)
     parsed = parse_reference(locked.ref)

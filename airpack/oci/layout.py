@@ -13,13 +13,14 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from airpack._fs import atomic_write_bytes, read_capped
 from airpack.errors import FetchError, VerificationError
+from airpack.hashing import FileDigest
 from airpack.lock import LockedImage
 from airpack.oci.manifest import (
     OCI_INDEX,
@@ -49,6 +50,20 @@ class LayoutImage:
     descriptor: Descriptor
     raw: bytes
     manifest: Manifest
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    """What one image put in the layout: ``fetch_image`` from a registry or ``save_from_engine`` from an engine.
+    ``downloaded`` counts bytes that crossed the network."""
+
+    locked: LockedImage
+    manifest_digest: str
+    ref_name: str
+    blobs: tuple[Descriptor, ...]
+    downloaded: int = 0
+    digests: Mapping[str, FileDigest] = field(default_factory=dict)
+    """Whole-file digests and chunk chains of the blobs this call wrote, hashed as they were written, by blob digest."""
 
 
 class OciLayout:

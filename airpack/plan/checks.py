@@ -7,8 +7,8 @@ that cannot be evaluated (no driver given, engine "custom") are left out rather 
 from __future__ import annotations
 
 from airpack.plan.engines import GGUF_ENGINES, TP_ENGINES, kv_split_ok, resolve_engine
+from airpack.plan.facts import ModelFacts
 from airpack.plan.gpus import GpuInfo
-from airpack.plan.inputs import ModelFacts
 from airpack.plan.models import Check, PlanRequest, parse_version
 
 _ENGINE_NAMES = {

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from airpack.errors import UsageError
+from airpack.plan.facts import ModelFacts
 from airpack.plan.gpus import GIB, MIB
-from airpack.plan.inputs import ModelFacts
 
-ENGINES = ("vllm", "tgi", "llamacpp", "ollama", "sglang", "custom")
 TP_ENGINES = frozenset({"vllm", "tgi", "sglang"})  # tensor parallel: heads are split across GPUs
 GGUF_ENGINES = frozenset({"llamacpp", "ollama"})  # split by layer; run on CPU too
 

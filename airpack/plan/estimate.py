@@ -28,8 +28,8 @@ from airpack.plan.engines import (
     resolve_engine,
     resolve_kv_dtype,
 )
+from airpack.plan.facts import ModelFacts
 from airpack.plan.gpus import GIB
-from airpack.plan.inputs import ModelFacts
 from airpack.plan.models import Check, MemoryBudget, Plan, PlanRequest
 
 # Without a trained context in the metadata, max_context searches up to this many tokens.

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from airpack.errors import UsageError
-from airpack.plan.engines import ENGINES, KV_DTYPE_BYTES
+from airpack.plan.engines import KV_DTYPE_BYTES
 from airpack.plan.gpus import GpuInfo
+from airpack.profiles import ENGINES
 
 STATUSES = ("pass", "warn", "fail")
 _DRIVER = re.compile(r"^\d{3,4}(\.\d{1,3}){0,2}$")

@@ -14,7 +14,9 @@ from typing import NamedTuple
 
 from airpack.errors import CompatibilityError, SourceError
 from airpack.plan.estimate import plan
-from airpack.plan.inputs import ModelFacts, gguf_variants, model_facts_from_dir
+from airpack.plan.facts import ModelFacts
+from airpack.plan.gguf_facts import gguf_variants
+from airpack.plan.inputs import model_facts_from_dir
 from airpack.plan.models import Plan, PlanRequest
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from airpack.errors import SpecError
 
+# The engine names, defined here only: the spec, the planner and the templates all take them from the profiles.
 ENGINES = ("vllm", "tgi", "llamacpp", "ollama", "sglang", "custom")
 
 # Every engine gets these: the Hugging Face libraries must never try the hub (the guide, section 4, generic),

@@ -12,9 +12,10 @@ import json
 import math
 import shlex
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airpack.profiles import hardening
+from airpack.profiles.context import DeployContext
 from airpack.profiles.launch import (
     API_KEY_PATH,
     Concat,
@@ -27,9 +28,6 @@ from airpack.profiles.launch import (
     health_argv,
     literal,
 )
-
-if TYPE_CHECKING:
-    from airpack.render import DeployContext
 
 MODELS_IN_CONTAINER = "/models"
 

@@ -14,7 +14,8 @@ from typing import Any
 from airpack.errors import FetchError, SourceError
 from airpack.lock import LockedFile, LockedModel
 from airpack.plan import ModelFacts, QuantCandidate, model_facts_from_headers
-from airpack.plan.inputs import read_gguf, read_safetensors_header
+from airpack.plan.gguf_facts import read_gguf
+from airpack.plan.safetensors_facts import read_safetensors_header
 from airpack.sources._common import MAX_SMALL_FILE, check_locked
 from airpack.sources.hf_cache import _Snapshot
 from airpack.sources.hf_plan import gguf_groups

@@ -23,7 +23,7 @@ import pytest
 
 from airpack.bundle import staging_dir
 from airpack.lock import write_lock
-from airpack.resolve import resolve
+from airpack.locking import resolve
 from airpack.signing import load_public_key
 from airpack.spec import load_spec
 from airpack.verify import verify_bundle

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from airpack.layout import SUMS
+from airpack.bundle_layout import SUMS
 from airpack.verify import verify_bundle
 from tests.conftest import safetensors_bytes
 from tests.dockerenv import Registry, make_image, push_image, sha256, start_registry

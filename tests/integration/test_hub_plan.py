@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from hubserver import HubServer
 
-from airpack import planning
 from airpack.errors import SourceError
+from airpack.plan.spec import verdict
 from airpack.sources import resolve_hub
 from airpack.sources.hf_plan import hub_model_facts
 from airpack.spec import ModelSpec, parse_spec
@@ -33,7 +33,7 @@ def test_safetensors_facts_from_range_reads(hub: HubServer, tmp_path: Path) -> N
     assert facts.num_layers == 2 and facts.num_attention_heads == 4
     assert 0 < facts.weights_bytes < weights.size  # tensor bytes: the file minus its header
     spec = parse_spec(_spec(tmp_path, "acme/tiny", "vllm"), tmp_path)
-    plan, checks = planning.verdict(spec, facts)
+    plan, checks = verdict(spec, facts)
     # float32 checkpoint: the engine loads it in 16-bit, so half the bytes sit on the GPU
     assert plan is not None and plan["weights_bytes"] == facts.weights_bytes // 2 and plan["fits"]
     assert {c["name"] for c in checks} >= {"format", "fits"}
@@ -49,7 +49,7 @@ def test_gguf_head_is_enough_and_weights_stay_on_the_hub(hub: HubServer, tmp_pat
     assert 0 < sent < gguf.size // 4  # only the head of the 98 MB file crossed the wire
     assert any(r.range for r in hub.state.requests[seen:])
     spec = parse_spec(_spec(tmp_path, "acme/smol", "llamacpp"), tmp_path)
-    plan, _ = planning.verdict(spec, facts)
+    plan, _ = verdict(spec, facts)
     assert plan is not None and plan["kv_bytes_per_token"] == 30 * 2 * 3 * 64 * 2
 
 

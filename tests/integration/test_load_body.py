@@ -18,7 +18,7 @@ import docker
 import pytest
 
 from airpack.oci.archive import ArchiveEntry, DockerArchive
-from airpack.oci.engine import _load
+from airpack.oci.engine_load import _load
 from airpack.oci.layout import OciLayout
 from tests.layout_helpers import make_image, make_layer
 

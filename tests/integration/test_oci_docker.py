@@ -14,8 +14,11 @@ import pytest
 
 from airpack.errors import VerificationError
 from airpack.lock import LockedImage
-from airpack.oci import fetch_image, resolve_image
-from airpack.oci.engine import airpack_tag, layer_media_types, load_into_engine, resolve_engine_image
+from airpack.oci import resolve_image
+from airpack.oci.engine import airpack_tag
+from airpack.oci.engine_load import layer_media_types, load_into_engine
+from airpack.oci.engine_save import resolve_engine_image
+from airpack.oci.fetch import fetch_image
 from airpack.oci.layout import OciLayout, ref_name
 from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     BuiltImage,

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from airpack.bundle_images import fetch_all
 from airpack.errors import FetchError
 from airpack.hashing import CHUNK_SIZE, hash_file
-from airpack.images import fetch_all
 from airpack.lock import LockedImage
-from airpack.oci import fetch_image, resolve_image
+from airpack.oci import resolve_image
+from airpack.oci.fetch import fetch_image
 from airpack.oci.manifest import OCI_CONFIG, OCI_MANIFEST
 from airpack.progress import Silent
 from tests.dockerenv import FaultProxy, Registry, push_blob, push_manifest, sha256, start_registry
@@ -139,7 +140,7 @@ def test_fetch_all_digests_match_the_files_and_refuse_a_damaged_staging_blob(
         read_again.append(path.name)
         return hash_file(path, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("airpack.images.hash_file", recording_hash_file)
+    monkeypatch.setattr("airpack.bundle_images.hash_file", recording_hash_file)
     digests = _bundle_digests((locked,), bundle, tmp_path / "cache")
     assert digest[7:] not in read_again  # the layer's digests came from the download, not a second read
     assert "index.json" in read_again

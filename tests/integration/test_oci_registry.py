@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from airpack.errors import FetchError, SourceError
-from airpack.oci import RegistryOptions, fetch_image, push_layout, resolve_image
+from airpack.oci import RegistryOptions, push_layout, resolve_image
+from airpack.oci.fetch import fetch_image
 from airpack.oci.layout import ref_name
 from tests.dockerenv import (
     FaultProxy,

@@ -33,7 +33,7 @@ HIDE_FILES = ("/etc/pip.conf",)
 BARE = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8", "PIP_CONFIG_FILE": "/dev/null"}
 FAR_SIDE_MODULES = ("airpack.cli", "airpack.verify", "airpack.volumes", "airpack.install", "airpack.install.doctor",
                     "airpack.install.images", "airpack.install.manage", "airpack.install.targets",
-                    "airpack.planning", "airpack.describe", "airpack.tool.host")
+                    "airpack.plan.spec", "airpack.describe", "airpack.tool.host")
 BUILD_ONLY = ("huggingface_hub", "gguf", "numpy", "cyclonedx")
 
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from airpack.profiles import ENGINES, get_profile
+from airpack.profiles.context import DeployContext
 from airpack.profiles.launch import CustomEngine
-from airpack.render import DeployContext
 
 IMAGE_ID = "sha256:" + "ab" * 32
 DIGEST = "sha256:" + "cd" * 32

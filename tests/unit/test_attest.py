@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from airpack import __version__
 from airpack.attest import provenance
 from airpack.attest.dsse import sign_statement
+from airpack.bundle_layout import Manifest
 from airpack.cli import app
 from airpack.errors import VerificationError
-from airpack.layout import Manifest
 from airpack.lock import read_lock
 from airpack.verify import verify_bundle
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from airpack.cli import app
 from airpack.errors import CompatibilityError
-from airpack.resolve import resolve
+from airpack.locking import resolve
 from airpack.sources._store import git_blob_id
 from airpack.spec import load_spec
 from tests.unit.plan_helpers import Arch, find_smollm2_gguf, write_model, write_tiny_gguf

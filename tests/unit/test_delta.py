@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from airpack.bundle_layout import SUMS
 from airpack.cli import app
 from airpack.delta import join_with_base, read_base_sums, split_with_base
 from airpack.errors import UsageError, VerificationError
-from airpack.layout import SUMS
 from airpack.verify import verify_bundle
 from airpack.volume_format import VOLUME_FILE, Volume
 from airpack.volumes import join_volumes, split_bundle, verify_volume

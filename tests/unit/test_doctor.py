@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from airpack.bundle_layout import Entry, Manifest
 from airpack.install.doctor import FAIL, PASS, WARN, driver_verdict, run_checks
 from airpack.install.facts import BundleNeeds, Gpu, HostFacts, bundle_needs, parse_smi
-from airpack.layout import Entry, Manifest
 from airpack.plan.gpus import lookup_gpu
 
 GIB = 2**30

@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from airpack._fs import FileTooLarge, NotRegularFile, read_capped, walk_tree
+from airpack.bundle_layout import Entry
 from airpack.cli import app
 from airpack.describe import unverified_manifest
 from airpack.errors import KeyFileError, LockError, UsageError, VerificationError
@@ -24,7 +25,6 @@ from airpack.install import audit, host
 from airpack.install.doctor import Check
 from airpack.install.facts import bundle_needs
 from airpack.install.targets_common import read_signed
-from airpack.layout import Entry
 from airpack.lock import list_local_files, read_lock
 from airpack.oci.archive import _stream_blob
 from airpack.oci.layout import OciLayout

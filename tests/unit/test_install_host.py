@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from airpack.bundle_layout import Entry
 from airpack.errors import InstallError, VerificationError
 from airpack.install.host import (
     InstallState,
@@ -21,7 +22,6 @@ from airpack.install.host import (
     stage_weights,
     write_state,
 )
-from airpack.layout import Entry
 
 
 def test_semver_precedence() -> None:

@@ -15,7 +15,8 @@ import airpack.oci.archive
 from airpack.errors import VerificationError
 from airpack.lock import LockedImage
 from airpack.oci.archive import ArchiveEntry, DockerArchive
-from airpack.oci.engine import airpack_tag, unloadable_layers
+from airpack.oci.engine import airpack_tag
+from airpack.oci.engine_load import unloadable_layers
 from airpack.oci.layout import OciLayout
 from tests.layout_helpers import make_image, make_layer
 

@@ -12,7 +12,7 @@ from plan_helpers import AWQ_QUANT_CONFIG, FP8_QUANT_CONFIG, Arch, write_model, 
 from airpack.errors import SourceError
 from airpack.plan import kv_bytes_per_token, kv_cache_bytes, model_facts_from_dir, model_facts_from_headers
 from airpack.plan.gpus import GIB
-from airpack.plan.inputs import parse_safetensors_header, read_safetensors_header
+from airpack.plan.safetensors_facts import parse_safetensors_header, read_safetensors_header
 
 KIB = 1024
 FP16 = 2

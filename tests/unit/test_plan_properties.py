@@ -14,10 +14,9 @@ import re
 import pytest
 
 from airpack.errors import UsageError
-from airpack.plan import ModelFacts, PlanRequest, plan
-from airpack.plan.engines import ENGINES
+from airpack.plan import ENGINES, ModelFacts, PlanRequest, plan
+from airpack.plan.facts import Quantization
 from airpack.plan.gpus import GIB, GPUS
-from airpack.plan.inputs import Quantization
 
 # (name, hidden, layers, heads, kv heads, ffn, vocab, parameters)
 SIZES = (

@@ -22,10 +22,9 @@ from render_helpers import (
 
 from airpack.errors import BuildError, SpecError
 from airpack.profiles import ENGINES
+from airpack.profiles.context import DeployContext
 from airpack.render import (
     HOST_PARAMS,
-    TARGETS,
-    DeployContext,
     HostParams,
     default_host_params,
     host_diff,
@@ -33,6 +32,7 @@ from airpack.render import (
     render_host,
     templates_dir,
 )
+from airpack.spec import DEPLOY_FORMATS
 
 HOST_REF = re.compile(r"host\.([a-z_]+)")
 WEIRD_NAME = 'we"ird: name #x {{ host.port }} $HOME %n \\ [a]'
@@ -42,7 +42,7 @@ def _host(**kw: Any) -> HostParams:
     return default_host_params("demo", **{"gpus": 1, "registry": "reg.local:5000/ai", **kw})
 
 
-def _render(ctx: DeployContext, targets: tuple[str, ...] = TARGETS, **host: Any) -> dict[str, bytes]:
+def _render(ctx: DeployContext, targets: tuple[str, ...] = DEPLOY_FORMATS, **host: Any) -> dict[str, bytes]:
     return render_host(render_bundle_deploy(ctx, targets), _host(**host))
 
 
@@ -110,7 +110,7 @@ def test_systemd_units_render(engine: str) -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_stage1_leaves_only_declared_host_parameters(engine: str) -> None:
-    files = render_bundle_deploy(pvc(context(engine)), TARGETS)
+    files = render_bundle_deploy(pvc(context(engine)), DEPLOY_FORMATS)
     used = {m for data in files.values() for m in HOST_REF.findall(data.decode())}
     assert used <= set(HOST_PARAMS)
     assert {"port", "prefix", "gpus", "registry"} <= used
@@ -118,8 +118,8 @@ def test_stage1_leaves_only_declared_host_parameters(engine: str) -> None:
 
 
 def test_stage1_is_deterministic_and_sorted() -> None:
-    a = render_bundle_deploy(context("vllm"), TARGETS)
-    b = render_bundle_deploy(context("vllm"), reversed(TARGETS))
+    a = render_bundle_deploy(context("vllm"), DEPLOY_FORMATS)
+    b = render_bundle_deploy(context("vllm"), reversed(DEPLOY_FORMATS))
     assert a == b and list(a) == sorted(a)
     assert set(a) == {
         "compose.yaml",
@@ -257,7 +257,7 @@ def test_control_characters_in_served_name_are_refused() -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_no_gpu_reservation_without_gpus(engine: str) -> None:
-    files = _render(context(engine), TARGETS, gpus=0)
+    files = _render(context(engine), DEPLOY_FORMATS, gpus=0)
     assert "deploy" not in _service(files)
     assert "resources" not in _container(files)
     assert b"--gpus" not in files["systemd/airpack-demo-model.service"]
@@ -266,7 +266,7 @@ def test_no_gpu_reservation_without_gpus(engine: str) -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_gpu_reservation_with_gpus(engine: str) -> None:
-    files = _render(context(engine), TARGETS, gpus=3)
+    files = _render(context(engine), DEPLOY_FORMATS, gpus=3)
     (device,) = _service(files)["deploy"]["resources"]["reservations"]["devices"]
     assert device == {"driver": "nvidia", "count": 3, "capabilities": ["gpu"]}
     assert _container(files)["resources"] == {"limits": {"nvidia.com/gpu": 3}}
@@ -322,7 +322,7 @@ def test_llamacpp_uses_api_key_file_flag() -> None:
 
 
 def test_ollama_refuses_api_key_at_install() -> None:
-    files = render_bundle_deploy(context("ollama"), TARGETS)
+    files = render_bundle_deploy(context("ollama"), DEPLOY_FORMATS)
     with pytest.raises(SpecError, match="cannot require an API key"):
         render_host(files, _host(api_key_file="/k"))
 

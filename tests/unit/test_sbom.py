@@ -13,7 +13,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
-from airpack.layout import Manifest
+from airpack.bundle_layout import Manifest
 from airpack.lock import Lock, LockedFile, LockedImage, LockedModel
 from airpack.sbom import SBOM_PATH, render_sbom
 

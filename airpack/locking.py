@@ -39,32 +39,41 @@ def resolve(spec: Spec, *, cache_dir: Path, tool: WheelSource | None = None) -> 
     """Pin everything the spec names. Raises ``SourceError``/``CompatibilityError`` with one clear line.
 
     With ``tool``, also the wheels the bundle's ``tool/`` carries, fetched from that source (airpack.tool)."""
-    from airpack import planning  # noqa: PLC0415
-    from airpack.images import image_checks, lock_images  # noqa: PLC0415
+    from airpack.bundle_images import image_checks, lock_images  # noqa: PLC0415
+    from airpack.plan.spec import (  # noqa: PLC0415
+        cache_facts,
+        choose_local_quant,
+        keep_branch_quant,
+        keep_cache_quant,
+        keep_quant,
+        local_facts,
+        size_only,
+        verdict,
+    )
 
     plan: dict[str, Any] | None = None
     checks: tuple[dict[str, Any], ...] = ()
     if spec.model.path:
         # sizes and headers first (no hashing), so a model that cannot fit is refused at once
-        model = planning.choose_local_quant(spec, lock_local(spec, digest_of=planning.size_only))
+        model = choose_local_quant(spec, lock_local(spec, digest_of=size_only))
         if spec.runtime is not None:
-            plan, checks = planning.verdict(spec, planning.local_facts(spec, model))
+            plan, checks = verdict(spec, local_facts(spec, model))
         model = _hash_local(spec, model)
     else:
         model = lock_hub(spec)
         if spec.model.cache:  # judged like any other source, from the cached files
-            model = planning.keep_cache_quant(spec, model)
+            model = keep_cache_quant(spec, model)
             if spec.runtime is not None:
-                plan, checks = planning.verdict(spec, planning.cache_facts(spec, model))
+                plan, checks = verdict(spec, cache_facts(spec, model))
         else:
             from airpack.sources import hf_plan  # noqa: PLC0415
 
             if spec.model.quant and len(hf_plan.gguf_groups(model)) > 0:
-                model = planning.keep_quant(spec, model, hf_plan.hub_gguf_candidates(model))
+                model = keep_quant(spec, model, hf_plan.hub_gguf_candidates(model))
             elif spec.model.quant:
-                model = planning.keep_branch_quant(spec, model)
+                model = keep_branch_quant(spec, model)
             if spec.runtime is not None:
-                plan, checks = planning.verdict(spec, hf_plan.hub_model_facts(model))
+                plan, checks = verdict(spec, hf_plan.hub_model_facts(model))
     if spec.model.signature_key:  # the publisher's OMS signature (model.signature), checked against the lock
         from airpack.attest.source import check_source_signature  # noqa: PLC0415
 

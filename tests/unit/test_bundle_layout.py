@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airpack.layout import ATTESTATIONS, FORMAT_VERSION, Entry, Manifest, parse_sums, render_sums
+from airpack.bundle_layout import ATTESTATIONS, FORMAT_VERSION, Entry, Manifest, parse_sums, render_sums
 from tests import sha256_ref
 
 H = "0123456789abcdef" * 4
@@ -176,7 +176,7 @@ def test_a_resumed_build_publishes_no_leftover_of_the_killed_one(small_model: Pa
     staging folder; the resumed build publishes only what it listed (and signed)."""
     from airpack.bundle import _prepare_staging, build_bundle
     from airpack.hashing import sha256_bytes
-    from airpack.resolve import resolve
+    from airpack.locking import resolve
     from airpack.spec import load_spec
     from tests.conftest import spec_text
 

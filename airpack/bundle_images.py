@@ -1,5 +1,6 @@
-"""The images of a bundle: which references a spec names, locking them, and fetching them into the bundle's
-OCI layout (``images/``). The registry protocol itself lives in ``airpack.oci``.
+"""The images of a bundle, build side: which references a spec names, locking them, and fetching them into the
+bundle's OCI layout (``images/``). The registry protocol itself lives in ``airpack.oci``; the far side loads or
+pushes a verified bundle's images with ``airpack.install.images``.
 
 A reference written ``docker-daemon:NAME[:TAG]`` (skopeo's transport name) is taken from the local Docker
 engine instead of a registry: for images built locally that were never pushed.
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import walk_tree
+from airpack.bundle_layout import IMAGES_DIR
 from airpack.errors import FetchError, SourceError
 from airpack.hashing import FileDigest, hash_file
-from airpack.layout import IMAGES_DIR
 from airpack.lock import LockedImage
 from airpack.progress import Reporter
 from airpack.spec import Spec
@@ -51,7 +52,7 @@ def lock_images(spec: Spec) -> tuple[LockedImage, ...]:
     if not refs:
         return ()
     from airpack.oci import resolve_image  # noqa: PLC0415
-    from airpack.oci.engine import resolve_engine_image  # noqa: PLC0415
+    from airpack.oci.engine_save import resolve_engine_image  # noqa: PLC0415
 
     out = []
     client = None
@@ -88,8 +89,8 @@ def image_checks(images: tuple[LockedImage, ...]) -> tuple[dict[str, str], ...]:
 def fetch_all(images: tuple[LockedImage, ...], bundle: Path, *, cache_dir: Path, reporter: Reporter) -> tuple[
         dict[str, FileDigest], list[dict[str, Any]]]:
     """Fetch every locked image into ``bundle/images``; return each layout file's digests and image records."""
-    from airpack.oci import fetch_image  # noqa: PLC0415
     from airpack.oci.engine import airpack_tag  # noqa: PLC0415
+    from airpack.oci.fetch import fetch_image  # noqa: PLC0415
 
     layout = bundle / IMAGES_DIR
     records: list[dict[str, Any]] = []

@@ -27,10 +27,9 @@ from airpack.plan import (
     model_facts_from_dir,
     plan,
 )
+from airpack.plan.gpus import GIB
 from airpack.selection import Excluded
 from airpack.spec import Spec
-
-GIB = 2**30
 
 
 @dataclass(frozen=True)
@@ -234,7 +233,7 @@ def plan_spec(spec: Spec, o: Overrides | None = None) -> Plan | None:
         model = keep_cache_quant(spec, lock_from_hf_cache(spec.model, spec.hf_cache_dir))
         return plan(cache_facts(spec, model), plan_request(spec, o))
     if spec.model.path is None:
-        from airpack.planning_hub import plan_hub  # noqa: PLC0415
+        from airpack.plan.hub import plan_hub  # noqa: PLC0415
 
         return plan_hub(spec, plan_request(spec, o))
     model = choose_local_quant(spec, lock_local(spec, digest_of=size_only))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from airpack.cli import app
 from airpack.errors import CompatibilityError
-from airpack.resolve import resolve
+from airpack.locking import resolve
 from airpack.spec import load_spec
 from tests.unit.plan_helpers import find_smollm2_gguf, write_tiny_gguf
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airpack.images import image_checks
+from airpack.bundle_images import image_checks
 from airpack.lock import LockedImage
 
 

@@ -1,4 +1,5 @@
-"""The bundle's on-disk layout, in one place: file names, the ``SHA256SUMS`` format and ``airpack.json``.
+"""The bundle's on-disk layout, in one place: file names, the ``SHA256SUMS`` format and ``airpack.json``. (The OCI
+image layout inside the bundle's ``images/`` is ``airpack.oci.layout``.)
 
 See ``docs/bundle-format.md`` for the documented format (version ``FORMAT_VERSION``).
 """
