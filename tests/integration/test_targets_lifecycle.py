@@ -394,7 +394,8 @@ def test_systemd_upgrade_and_failed_upgrade_where_systemd_runs_with_a_stand_in_s
     is proven is the order of the switch (stop, the new unit file, restart) and the restore on failure (the old
     file back, restarted, checked; exit 4), with real bundles, weights and images."""
     from airpack.errors import HealthError
-    from airpack.install import InstallOptions, install
+    from airpack.install import InstallOptions
+    from airpack.install import install as install_bundle
     from airpack.install.health import SmokeResult
     from airpack.install.targets import commands as tr
     from airpack.install.targets import systemd as targets_systemd
@@ -423,7 +424,7 @@ def test_systemd_upgrade_and_failed_upgrade_where_systemd_runs_with_a_stand_in_s
     def install(version: str) -> dict[str, Any]:
         calls.clear()
         options = InstallOptions(prefix=prefix, target="systemd", port=port)
-        return install(verify_bundle(life.bundles[version], keys), options, client=life.client).to_dict()
+        return install_bundle(verify_bundle(life.bundles[version], keys), options, client=life.client).to_dict()
 
     def file(vid: str) -> Path:
         return prefix / "versions" / vid / "deploy/systemd" / unit
