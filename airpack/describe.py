@@ -61,7 +61,7 @@ def describe_bundle(bundle: Path, keys: Sequence[PublicKey] = (), *, diff: bool 
         "attestations": _attestations(bundle),
     })
     if diff:
-        from airpack.install.targets import bundle_deploy_diff  # noqa: PLC0415 - install code only when asked
+        from airpack.install.deploy_files import bundle_deploy_diff  # noqa: PLC0415 - install code only when asked
 
         described["deployDiff"] = bundle_deploy_diff(bundle, keys) if described["deploy"] and keys else {}
     return described

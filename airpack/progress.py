@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 Advance = Callable[[int], None]
+Event = Callable[[str], None]  # one line of status ("starting …", "waiting for health"): the CLI shows it, or nothing
 
 
 class Reporter(Protocol):

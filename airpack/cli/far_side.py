@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 
@@ -21,6 +21,9 @@ from airpack.cli.common import (
 from airpack.cli_output import Verdict, live, note, print_checks, result
 from airpack.errors import UsageError, VerificationError
 from airpack.progress import Reporter
+
+if TYPE_CHECKING:
+    from airpack.install import InstallOptions, InstallResult, RollbackResult, StatusReport, UninstallResult
 
 
 def _doctor_impl(bundle: Path | None, prefix: Path | None) -> dict[str, Any]:
@@ -84,6 +87,21 @@ def push(bundle: BundleArg, key: PubKeyOpt,
          lambda r: result("\n".join(f"pushed {ref}" for ref in r["images"])))
 
 
+class _Document(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+D = TypeVar("D", bound=_Document)
+
+
+def _run_doc(command: str, as_json: bool, fn: Callable[[], D], render: Callable[[D], None]) -> None:
+    """``_run`` for a library result: ``--json`` prints its ``to_dict()``, text is rendered from the object."""
+    if as_json:
+        _run(command, True, lambda: fn().to_dict(), lambda _: None)
+    else:
+        _run(command, False, fn, render)
+
+
 def _verified_for(prefix: Path) -> Callable[[Path, list[Path], Reporter], Any]:
     """Verify for an install at ``prefix``: a bundle that fails is noted in that install's audit log."""
     def verify(bundle: Path, keys: list[Path], reporter: Reporter) -> Any:
@@ -98,38 +116,66 @@ def _verified_for(prefix: Path) -> Callable[[Path, list[Path], Reporter], Any]:
     return verify
 
 
-def _install_impl(bundle: Path, keys: list[Path], options: Any, progress: bool) -> dict[str, Any]:
+def _install_impl(bundle: Path, keys: list[Path], options: InstallOptions, progress: bool) -> InstallResult:
     from airpack.install import install as do_install  # noqa: PLC0415
 
     with live(progress) as (reporter, event):
         event("verifying")
         vb = _verified_for(options.prefix)(bundle, keys, reporter)
-        return do_install(vb, options, reporter=reporter, on_event=event).to_dict()
+        return do_install(vb, options, reporter=reporter, on_event=event)
 
 
-def _render_summary(summary: str, r: dict[str, Any]) -> None:
-    """The summary on stderr; a key made by this install alone on stdout, as the docker target prints it."""
-    note(summary)
-    if r["apiKey"]:
-        sys.stdout.write(r["apiKey"] + "\n")
+def render_text(r: InstallResult, show_diff: bool = False) -> str:
+    """The summary of an install that wrote deploy files (on stderr: a new key goes alone on stdout)."""
+    lines = [f"{r.name} {r.version} at {r.prefix}: {r.target} files written"
+             + (", started" if r.started else ", NOT started")]
+    if r.endpoint and r.started:
+        lines.append(f"endpoint: {r.endpoint}  (OpenAI-compatible; model {r.served_name!r})")
+    if s := r.smoke:
+        lines.append(f"smoke test: {s['completionTokens']} tokens, first token {s['ttftSeconds']} s")
+    if r.api_key:
+        lines.append(f"API key (shown once, on stdout; stored in {r.api_key_file})")
+    elif r.api_key_file:
+        lines.append(f"API key: unchanged, in {r.api_key_file}")
+    lines.append("deploy files: " + ", ".join(r.deploy_files))
+    if r.commands:
+        lines.append("run these to start it:")
+        lines.extend(f"  {c}" for c in r.commands)
+    if r.alternatives:
+        lines.append("or, with podman (quadlet, podman >= 4.4):")
+        lines.extend(f"  {c}" for c in r.alternatives)
+    if show_diff:
+        lines.append(r.deploy_diff.rstrip("\n") or "(no difference from the as-built defaults)")
+    return "\n".join(lines)
 
 
-def _render_install(r: dict[str, Any]) -> None:
-    s = r["smoke"]
-    note(f"installed {r['name']} {r['version']} at {r['prefix']} (container {r['containerName']})\n"
-         f"endpoint: {r['endpoint']}  (OpenAI-compatible; model {r['servedName']!r})\n"
+def _render_started(r: InstallResult) -> None:
+    """A container airpack started itself: what answers where, the smoke test, the key."""
+    s = r.smoke or {}
+    note(f"installed {r.name} {r.version} at {r.prefix} (container {r.state.container_name})\n"
+         f"endpoint: {r.endpoint}  (OpenAI-compatible; model {r.served_name!r})\n"
          f"smoke test: {s['completionTokens']} tokens, first token {s['ttftSeconds']:.2f} s, "
          f"{s['tokensPerSecond'] or 0:.1f} tokens/s, {s['latencySeconds']:.2f} s in all")
-    if r["apiKey"]:
-        note(f"API key (shown once; stored in {r['apiKeyFile']}):")
-        sys.stdout.write(r["apiKey"] + "\n")
-    elif r["apiKeyFile"]:
-        note(f"API key: unchanged, in {r['apiKeyFile']}")
+    if r.api_key:
+        note(f"API key (shown once; stored in {r.api_key_file}):")
+        sys.stdout.write(r.api_key + "\n")
+    elif r.api_key_file:
+        note(f"API key: unchanged, in {r.api_key_file}")
     else:
         note("no API key: anyone who can reach the endpoint can use it")
-    note("deploy files: " + ", ".join(r["deployFiles"]))
-    if r.get("pruned"):
-        note("removed older versions (--keep): " + ", ".join(r["pruned"]))
+    note("deploy files: " + ", ".join(r.deploy_files))
+    if r.pruned:
+        note("removed older versions (--keep): " + ", ".join(r.pruned))
+
+
+def _render_install(r: InstallResult, show_diff: bool) -> None:
+    """The summary on stderr; a key made by this install alone on stdout."""
+    if r.document == "version":
+        _render_started(r)
+        return
+    note(render_text(r, show_diff))
+    if r.api_key:
+        sys.stdout.write(r.api_key + "\n")
 
 
 @app.command()
@@ -161,40 +207,33 @@ def install(
     from airpack.install import InstallOptions  # noqa: PLC0415
     from airpack.install.flags import check_install_flags  # noqa: PLC0415
 
-    def checked(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def run() -> InstallResult:
         check_install_flags(target, registry=registry, apply=apply, show_diff=show_diff)  # exit 2: does not apply
-        return fn()
+        options = InstallOptions(prefix=prefix, target=target, port=port, bind=bind, network=network,
+                                 allow_downgrade=allow_downgrade, api_key=not no_api_key, registry=registry,
+                                 apply=apply, keep=keep)
+        return _install_impl(bundle, key, options, not as_json)
 
-    if target != "docker":  # compose, systemd, kubernetes: airpack.install.targets (docs/targets.md)
-        from airpack.install import targets as t  # noqa: PLC0415
-
-        _run("install", as_json, lambda: checked(lambda: t.cli_install(bundle, key, t.TargetOptions(
-            prefix=prefix, target=target, port=port, bind=bind, network=network, allow_downgrade=allow_downgrade,
-            api_key=not no_api_key, registry=registry, apply=apply, keep=keep), live(not as_json),
-            _verified_for(prefix))),
-            lambda r: _render_summary(t.render_text(r, show_diff), r))
-        return
-    options = InstallOptions(prefix=prefix, target=target, port=port, bind=bind, network=network,
-                             allow_downgrade=allow_downgrade, api_key=not no_api_key, keep=keep)
-    _run("install", as_json, lambda: checked(lambda: _install_impl(bundle, key, options, not as_json)),
-         _render_install)
+    _run_doc("install", as_json, run, lambda r: _render_install(r, show_diff))
 
 
-def _render_status(r: dict[str, Any]) -> None:
-    c = r["container"] or {"status": "missing"}
-    health = "healthy" if r["healthy"] else f"NOT healthy ({r['health']['status'] or r['health']['body']})"
+def _render_status(r: StatusReport) -> None:
+    st, c = r.state, r.container or {"status": "missing"}
+    health = "healthy" if r.healthy else f"NOT healthy ({r.health_status or r.health_body})"
     docker_health = f"Docker health: {c['health']}" if c.get("health") else "no Docker health check"
-    result(f"{r['name']} {r['version']} at {r['prefix']}\nendpoint: {r['endpoint']} — {health} (airpack's probe)\n"
-           f"container: {r['containerName']} {c['status']} ({docker_health})")
-    if s := r["smoke"]:
-        result(f"last smoke test: {_smoke_line(s)} ({s.get('at') or r['installed']})")
-    if r.get("unit"):
-        result(f"systemd unit: {r['unit']}")
-    for v in r.get("versions") or ():
-        mark = "active" if v["active"] else "previous" if v["previous"] else "kept"
-        result(f"  {v['id']:<28} {mark:<8} container {(v['container'] or {}).get('status', 'missing')}")
-    if p := r.get("pending"):
-        result(f"unfinished {p['op']} to {p['to']} (phase {p['phase']}): in progress")
+    result(f"{st.name} {st.version} at {r.prefix}\nendpoint: {st.endpoint} — {health} (airpack's probe)\n"
+           f"container: {st.container_name} {c['status']} ({docker_health})")
+    if s := st.smoke:
+        result(f"last smoke test: {_smoke_line(s)} ({s.get('at') or st.installed})")
+    if unit := st.extra.get("unit"):
+        result(f"systemd unit: {unit}")
+    for v in r.versions:
+        mark = "active" if v.active else "previous" if v.previous else "kept"
+        result(f"  {v.id:<28} {mark:<8} container {(v.container or {}).get('status', 'missing')}")
+    if p := r.pending:
+        result(f"unfinished {p.op} to {p.target} (phase {p.phase}): " + (
+            "in progress" if r.pending_running
+            else f"interrupted (pid {p.pid} is gone); the next install, rollback or uninstall undoes it"))
 
 
 @app.command()
@@ -202,7 +241,7 @@ def status(prefix: PrefixOpt, as_json: JsonOpt = False) -> None:
     """What is installed at the prefix, whether it runs and answers its health check now."""
     from airpack.install import status as do_status  # noqa: PLC0415
 
-    _run("status", as_json, lambda: do_status(prefix), _render_status)
+    _run_doc("status", as_json, lambda: do_status(prefix), _render_status)
 
 
 @app.command()
@@ -220,19 +259,18 @@ def uninstall(
     """Stop and remove the service's containers; weights and images stay unless asked."""
     from airpack.install import uninstall as do_uninstall  # noqa: PLC0415
 
-    def render(r: dict[str, Any]) -> None:
-        result(f"removed {len(r['containersRemoved'])} container(s)"
-               + (f", images {', '.join(r['imagesRemoved'])}" if r["imagesRemoved"] else "")
-               + ("; weights kept" if r["weightsKept"] else "; weights removed"))
-        _print_commands(r, "run these to take it away:")
+    def render(r: UninstallResult) -> None:
+        result(f"removed {len(r.containers_removed)} container(s)"
+               + (f", images {', '.join(r.images_removed)}" if r.images_removed else "")
+               + ("; weights kept" if r.weights_kept else "; weights removed"))
+        _print_commands(r.commands, r.alternatives, "run these to take it away:")
 
-    def run() -> dict[str, Any]:
-
+    def run() -> UninstallResult:
         if version is not None and all_versions:
             raise UsageError("give --version or --all, not both")
         return do_uninstall(prefix, version=version, remove_weights=remove_weights, remove_images=remove_images)
 
-    _run("uninstall", as_json, run, render)
+    _run_doc("uninstall", as_json, run, render)
 
 
 @app.command()
@@ -240,19 +278,19 @@ def rollback(prefix: PrefixOpt, as_json: JsonOpt = False) -> None:
     """Switch back to the previous installed version (health and smoke checked; exit 4 when it fails)."""
     from airpack.install import rollback as do_rollback  # noqa: PLC0415
 
-    def run() -> dict[str, Any]:
+    def run() -> RollbackResult:
         with live(not as_json) as (_, event):
             return do_rollback(prefix, on_event=event)
 
-    def render(r: dict[str, Any]) -> None:
-        result(f"rolled back {r['name']} {r['previousVersion']} -> {r['version']}"
-               + (f"; endpoint {r['endpoint']}" if r.get("started", True) else " (the record; nothing was "
+    def render(r: RollbackResult) -> None:
+        result(f"rolled back {r.name} {r.previous_version} -> {r.version}"
+               + (f"; endpoint {r.endpoint}" if r.started is not False else " (the record; nothing was "
                   "switched here)"))
-        if r.get("smoke"):
-            result(f"smoke test now: {_smoke_line(r['smoke'])}")
-        _print_commands(r, "run these to switch to it:")
+        if r.smoke:
+            result(f"smoke test now: {_smoke_line(r.smoke)}")
+        _print_commands(r.commands, r.alternatives, "run these to switch to it:")
 
-    _run("rollback", as_json, run, render)
+    _run_doc("rollback", as_json, run, render)
 
 
 def _smoke_line(s: dict[str, Any]) -> str:
@@ -260,10 +298,10 @@ def _smoke_line(s: dict[str, Any]) -> str:
             f"{s['tokensPerSecond']} tokens/s")
 
 
-def _print_commands(r: dict[str, Any], heading: str) -> None:
+def _print_commands(commands: tuple[str, ...], alternatives: tuple[str, ...], heading: str) -> None:
     """The commands a library call returned instead of running (no systemd or kubectl on this host)."""
-    if r.get("commands"):
-        result(heading + "\n" + "\n".join(f"  {c}" for c in r["commands"]))
-    if r.get("alternativeCommands"):
-        result("or:\n" + "\n".join(f"  {c}" for c in r["alternativeCommands"]))
+    if commands:
+        result(heading + "\n" + "\n".join(f"  {c}" for c in commands))
+    if alternatives:
+        result("or:\n" + "\n".join(f"  {c}" for c in alternatives))
 

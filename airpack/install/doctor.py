@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack.bundle_layout import Manifest
-from airpack.errors import CompatibilityError
+from airpack.errors import CompatibilityError, InstallError
 from airpack.install.facts import BundleNeeds, HostFacts, bundle_needs, gather_host
 from airpack.oci.engine_load import unloadable_layers
 from airpack.plan.checks import FAMILY_MIN_DRIVER, driver_check
@@ -59,6 +59,13 @@ class DoctorReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "bundle": self.bundle, "checks": [c.to_dict() for c in self.checks]}
+
+
+def failed_checks(report: DoctorReport) -> InstallError:
+    """Why an install stops at the host checks: every failed check with its fix, in one line."""
+    parts = [f"{c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "") for c in report.failures]
+    return InstallError("the host cannot run this bundle: " + "; ".join(parts),
+                        hint="'airpack doctor BUNDLE' shows every check")
 
 
 def bundled_driver(cuda: str) -> str | None:

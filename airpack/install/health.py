@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from airpack.errors import HealthError
+from airpack.progress import Event
 
 SMOKE_PROMPT = "Reply with one short sentence: what is an air-gapped network?"
 SMOKE_MAX_TOKENS = 32
-Event = Callable[[str], None]
 
 
 def _conn(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:

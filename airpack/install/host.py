@@ -1,20 +1,18 @@
-"""One install's files: its record (:class:`InstallState`), the API key, copying weights, deploy files.
+"""One version's files: its record (:class:`InstallState`), the API key, copying weights, deploy files.
 
-Single-version layout under ``--prefix`` (the compose/systemd targets; a docker install of an older airpack)::
+A version's folder (``<prefix>/versions/<id>/``, laid out by :mod:`airpack.install.versions`) holds::
 
-    airpack-install.json   the install record (written atomically, last)
+    state.json             the version's record (an :class:`InstallState`, written atomically, last)
     model/                 the weights, copied and re-hashed from the bundle (never hardlinked)
     deploy/                the bundle's deploy files rendered for this host (what runs, for people to read)
-    secrets/api-key        the endpoint's API key (0600, folder 0700)
 
-The docker target keeps one such folder per version under ``versions/`` (:mod:`airpack.install.versions`),
-with the same record as ``versions/<id>/state.json``; the functions here take that folder as their ``prefix``.
+and the prefix holds ``secrets/api-key``, the endpoint's API key (0600, folder 0700), shared by every version.
+The functions here take the folder they work in as their ``prefix``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -102,26 +100,6 @@ class InstallState:
             installed=str(d["installed"]), health_url=str(d.get("healthUrl", "")), smoke=d.get("smoke"),
             extra={k: v for k, v in d.items() if k not in keys},
         )
-
-
-def read_state(prefix: Path) -> InstallState | None:
-    """The install record at ``prefix``, or None when nothing is installed there."""
-    path = prefix / STATE_FILE
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        return InstallState.from_dict(json.loads(data))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InstallError(f"{path}: unreadable install record ({exc})",
-                           hint="move it aside if this prefix is not an airpack install") from None
-
-
-def write_state(prefix: Path, state: InstallState) -> Path:
-    path = prefix / STATE_FILE
-    atomic_write_bytes(path, (json.dumps(state.to_dict(), indent=1, sort_keys=True) + "\n").encode())
-    return path
 
 
 def check_upgrade(current: InstallState | None, name: str, version: str, *, allow_downgrade: bool) -> None:

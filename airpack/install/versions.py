@@ -8,9 +8,9 @@ Layout under ``--prefix`` (this module owns it)::
     audit.log                 one JSON line per verify, install, upgrade, rollback, uninstall, recover
     secrets/api-key           the endpoint's API key, shared by every version (clients keep working)
     current -> versions/<id>  the active version (a convenience; the record is the truth)
-    model -> current/model    and deploy -> current/deploy: where people (and the single-version layout) look
+    model -> current/model    and deploy -> current/deploy: where people look
     versions/<version>-<12 hex of the bundle digest>/
-        state.json            that version's install record (stateVersion 1, as the single-version layout had)
+        state.json            that version's install record (stateVersion 1)
         model/  deploy/       its weights and its rendered deploy files
 
 A switch writes ``pending`` (``{"op", "from", "to", "new", "phase"}``) before it touches a container and clears
@@ -105,7 +105,7 @@ class Record:
 
 
 def read_record(prefix: Path) -> Record | None:
-    """The record, or None when nothing is installed. A single-version record is migrated first."""
+    """The record, or None when nothing is installed (a read: nothing is written)."""
     path = prefix / host.STATE_FILE
     try:
         data = json.loads(path.read_bytes())
@@ -114,8 +114,6 @@ def read_record(prefix: Path) -> Record | None:
     except ValueError as exc:
         raise InstallError(f"{path}: unreadable install record ({exc})",
                            hint="move it aside if this prefix is not an airpack install") from None
-    if isinstance(data, dict) and data.get("stateVersion") == host.STATE_VERSION:
-        return migrate(prefix)
     try:
         return Record.from_dict(data)
     except (ValueError, KeyError, TypeError) as exc:
@@ -203,34 +201,6 @@ def point_current(prefix: Path, vid: str | None) -> None:
         if not path.is_symlink() and not path.exists():
             path.symlink_to(Path(CURRENT) / name)
     fsync_dir(prefix)
-
-
-def migrate(prefix: Path) -> Record:
-    """Turn the single-version layout (model/, deploy/, a stateVersion 1 record) into version folders.
-
-    Each step can be repeated, and the record is rewritten last, so a kill mid-way is finished by a rerun.
-    The old container mounts ``<prefix>/model``, which becomes a link to the active version's weights.
-    """
-    old = host.read_state(prefix)
-    if old is None:
-        raise InstallError(f"{prefix}: no single-version record to migrate")
-    vid = version_id(old.version, old.digest)
-    vdir = version_dir(prefix, vid)
-    vdir.mkdir(parents=True, exist_ok=True)
-    for name in LINKS:
-        src = prefix / name
-        if src.is_dir() and not src.is_symlink() and not (vdir / name).exists():
-            src.rename(vdir / name)
-    state = replace(old, extra={**old.extra, "versionId": vid, "legacyLayout": True})
-    write_version(prefix, vid, state)
-    point_current(prefix, vid)
-    # the other targets' commands (rollback, uninstall) look for theirs in the record
-    more = {"target": old.target} if old.target != "docker" else {}
-    if old.target == "systemd" and old.extra.get("unit"):
-        more["unit"] = str(old.extra["unit"])
-    record = Record(name=old.name, active=vid, extra=more)
-    write_record(prefix, record)
-    return record
 
 
 @contextlib.contextmanager

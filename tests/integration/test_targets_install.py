@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from airpack.install.targets_run import systemd_running
+from airpack.install.targets.commands import systemd_running
 from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     BuiltImage,
     DockerEngine,
@@ -342,7 +342,7 @@ def test_kubernetes_target_writes_valid_manifests_and_secret(built: Built) -> No
 
 def test_inspect_diff_covers_every_target_the_bundle_carries(built: Built, tmp_path: Path) -> None:
     from airpack.errors import VerificationError
-    from airpack.install.targets import bundle_deploy_diff
+    from airpack.install.deploy_files import bundle_deploy_diff
     from airpack.signing import keygen, load_public_key
 
     other = keygen(tmp_path, name="other").public_path

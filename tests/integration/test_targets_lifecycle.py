@@ -6,7 +6,8 @@ llama.cpp server image and three signed SmolLM2 bundles of one name (1.0.0 conte
 Proves: versions under ``versions/<id>/`` with their own ``compose.yaml`` and Compose project; an upgrade keeps
 the old project stopped; a failed upgrade exits 4, takes the new project down and the old one answers again;
 rollback both ways; uninstall of one version and of all (``docker-compose down``: no container left); the audit
-log; SIGKILL of a real compose upgrade at ``stopping`` and ``health`` followed by ``status`` or by a rerun.
+log; SIGKILL of a real compose upgrade at ``stopping`` and ``health`` followed by ``status`` (which reports the
+unfinished switch and writes nothing) and the next command, which undoes it.
 Kubernetes (no cluster, no kubectl here): manifests per version, the commands a rollback prints, and uninstall
 without a Docker engine (``kubectl delete`` printed, or run by a stand-in kubectl for a version it applied).
 systemd (not PID 1 here): two versions, each with its own units, rollback both ways and uninstall of one
@@ -30,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from airpack.install.targets_run import compose_project, systemd_running
+from airpack.install.targets.commands import compose_project, systemd_running
 from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     BuiltImage,
     DockerEngine,
@@ -202,8 +203,16 @@ def test_compose_sigkill_during_upgrade_then_status_or_rerun(life: Life) -> None
     prefix, port = life.root / "prefix-kill", free_port()
     assert life.install("1.0.0", prefix, port)[0] == 0
 
-    # Killed once the new project is starting (the old one stopped): status undoes it, 1.0.0 answers again.
+    # Killed once the new project is starting (the old one stopped): status reports the unfinished upgrade and
+    # writes nothing; the next command that takes the prefix (a rollback, here with nothing to roll back to)
+    # undoes it first, and 1.0.0 answers again.
     _kill_at(life, life.argv("1.1.0", prefix, port), prefix, "health")
+    record = (prefix / "airpack-install.json").read_bytes()
+    st = status_data(life, prefix)
+    assert st["version"] == "1.0.0" and (st["pending"]["op"], st["pending"]["phase"]) == ("upgrade", "health"), st
+    assert (prefix / "airpack-install.json").read_bytes() == record
+    rc, out = life.cli("rollback", "--prefix", str(prefix))
+    assert rc == 2 and "no previous version" in out["error"], out
     st = status_data(life, prefix)
     assert st["version"] == "1.0.0" and st["healthy"] and st["pending"] is None, st
     assert _by_version(life, prefix) == {"1.0.0": ["running"]} and answers(port, prefix)
@@ -217,10 +226,13 @@ def test_compose_sigkill_during_upgrade_then_status_or_rerun(life: Life) -> None
     assert st["version"] == "1.1.0" and st["healthy"] and st["previous"].startswith("1.0.0-")
     assert _by_version(life, prefix) == {"1.0.0": ["exited"], "1.1.0": ["running"]} and answers(port, prefix)
 
-    # A rollback killed after it stopped the active version: status starts that version again.
+    # A rollback killed after it stopped the active version: status reports it; the next rollback starts that
+    # version again first (undo), then rolls back.
     _kill_at(life, ["rollback", "--prefix", str(prefix)], prefix, "starting")
     st = status_data(life, prefix)
-    assert st["version"] == "1.1.0" and st["healthy"] and st["pending"] is None and answers(port, prefix)
+    assert st["version"] == "1.1.0" and st["pending"]["op"] == "rollback", st
+    rc, back = life.cli("rollback", "--prefix", str(prefix))
+    assert rc == 0 and back["data"]["version"] == "1.0.0" and answers(port, prefix), back["error"]
 
     recovers = [e for e in audit_lines(prefix) if e["action"] == "recover"]
     assert len(recovers) == 3 and all(e["outcome"] == "ok" for e in recovers)
@@ -382,11 +394,11 @@ def test_systemd_upgrade_and_failed_upgrade_where_systemd_runs_with_a_stand_in_s
     is proven is the order of the switch (stop, the new unit file, restart) and the restore on failure (the old
     file back, restarted, checked; exit 4), with real bundles, weights and images."""
     from airpack.errors import HealthError
-    from airpack.install import targets_run as tr
-    from airpack.install import targets_systemd
+    from airpack.install import InstallOptions
+    from airpack.install import install as install_bundle
     from airpack.install.health import SmokeResult
-    from airpack.install.targets import install_target
-    from airpack.install.targets_common import TargetOptions
+    from airpack.install.targets import commands as tr
+    from airpack.install.targets import systemd as targets_systemd
     from airpack.signing import load_public_key
     from airpack.verify import verify_bundle
 
@@ -411,8 +423,8 @@ def test_systemd_upgrade_and_failed_upgrade_where_systemd_runs_with_a_stand_in_s
 
     def install(version: str) -> dict[str, Any]:
         calls.clear()
-        options = TargetOptions(prefix=prefix, target="systemd", port=port)
-        return install_target(verify_bundle(life.bundles[version], keys), options, client=life.client).to_dict()
+        options = InstallOptions(prefix=prefix, target="systemd", port=port)
+        return install_bundle(verify_bundle(life.bundles[version], keys), options, client=life.client).to_dict()
 
     def file(vid: str) -> Path:
         return prefix / "versions" / vid / "deploy/systemd" / unit

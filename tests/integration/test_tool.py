@@ -32,7 +32,8 @@ HIDE = ("/root/.cache", "/root/.config", "/root/.pip", "/etc/xdg/pip", "/opt/pyp
 HIDE_FILES = ("/etc/pip.conf",)
 BARE = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8", "PIP_CONFIG_FILE": "/dev/null"}
 FAR_SIDE_MODULES = ("airpack.cli", "airpack.verify", "airpack.volumes", "airpack.install", "airpack.install.doctor",
-                    "airpack.install.images", "airpack.install.manage", "airpack.install.targets",
+                    "airpack.install.images", "airpack.install.pipeline", "airpack.install.status",
+                    "airpack.install.remove", "airpack.install.targets",
                     "airpack.plan.spec", "airpack.describe", "airpack.tool.host")
 BUILD_ONLY = ("huggingface_hub", "gguf", "numpy", "cyclonedx")
 

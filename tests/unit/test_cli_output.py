@@ -165,19 +165,25 @@ def test_unknown_gpu_names_its_key_path_or_flag(tmp_path: Path) -> None:
 
 
 def test_status_text_shows_docker_health_and_the_latest_smoke_test(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
     from airpack.cli.far_side import _render_status
+    from airpack.install.host import InstallState
+    from airpack.install.results import StatusReport
 
     smoke = {"ok": True, "completionTokens": 12, "ttftSeconds": 0.2, "tokensPerSecond": 30.0,
              "at": "2026-12-02T18:00:05Z"}
-    r = {"name": "m", "version": "1.0.0", "prefix": "/p", "endpoint": "http://127.0.0.1:8000/v1", "healthy": True,
-         "health": {"status": 200, "body": ""}, "containerName": "airpack-m",
-         "container": {"status": "running", "health": "unhealthy"}, "smoke": smoke,
-         "installed": "2026-12-01T00:00:00Z", "versions": []}
+    st = InstallState(name="m", version="1.0.0", digest="d" * 64, key_fingerprint="SHA256:k", target="docker",
+                      endpoint="http://127.0.0.1:8000/v1", container_id="c", container_name="airpack-m",
+                      image_id="sha256:i", image_tags=(), bind="127.0.0.1", port=8000, network="host",
+                      api_key_file=None, installed="2026-12-01T00:00:00Z", smoke=smoke)
+    r = StatusReport(prefix="/p", state=st, container={"status": "running", "health": "unhealthy"},
+                     health_status=200, health_body="", active="1.0.0-d", previous=None, pending=None, versions=())
     _render_status(r)
     out, err = capsys.readouterr()
     assert "healthy (airpack's probe)" in out and "running (Docker health: unhealthy)" in out and err == ""
     assert "last smoke test: ok, 12 tokens" in out and "(2026-12-02T18:00:05Z)" in out
-    _render_status({**r, "container": {"status": "running", "health": None}})
+    _render_status(dataclasses.replace(r, container={"status": "running", "health": None}))
     assert "(no Docker health check)" in capsys.readouterr().out
 
 

@@ -22,9 +22,9 @@ from airpack.cli import app
 from airpack.describe import unverified_manifest
 from airpack.errors import KeyFileError, LockError, UsageError, VerificationError
 from airpack.install import audit, host
+from airpack.install.deploy_files import read_signed
 from airpack.install.doctor import Check
 from airpack.install.facts import bundle_needs
-from airpack.install.targets_common import read_signed
 from airpack.lock import list_local_files, read_lock
 from airpack.oci.archive import _stream_blob
 from airpack.oci.layout import OciLayout

@@ -11,16 +11,15 @@ import pytest
 
 from airpack.bundle_layout import Entry
 from airpack.errors import InstallError, VerificationError
+from airpack.install import versions
 from airpack.install.host import (
     InstallState,
     check_upgrade,
     ensure_api_key,
     publish_weights,
-    read_state,
     remove_prefix_files,
     semver_key,
     stage_weights,
-    write_state,
 )
 
 
@@ -56,13 +55,13 @@ def test_downgrade_refused_unless_allowed() -> None:
 
 
 def test_state_round_trip_keeps_unknown_keys(tmp_path: Path) -> None:
-    assert read_state(tmp_path) is None
-    write_state(tmp_path, state())
-    got = read_state(tmp_path)
+    assert versions.read_version(tmp_path, "1.2.0-x") is None
+    versions.write_version(tmp_path, "1.2.0-x", state())
+    got = versions.read_version(tmp_path, "1.2.0-x")
     assert got == state() and got is not None and got.extra == {"future": {"kept": True}}
-    (tmp_path / "airpack-install.json").write_text("{}")
+    (versions.version_dir(tmp_path, "1.2.0-x") / versions.VERSION_STATE).write_text("{}")
     with pytest.raises(InstallError, match="unreadable"):
-        read_state(tmp_path)
+        versions.read_version(tmp_path, "1.2.0-x")
 
 
 def test_api_key_is_0600_and_kept(tmp_path: Path) -> None:
@@ -122,7 +121,7 @@ def test_a_weight_swapped_for_a_link_or_fifo_after_verify_fails_the_copy(tmp_pat
 
 
 def test_remove_prefix_files_keeps_weights_unless_asked(tmp_path: Path) -> None:
-    write_state(tmp_path, state())
+    versions.write_record(tmp_path, versions.Record("demo"))
     ensure_api_key(tmp_path)
     (tmp_path / "model").mkdir()
     (tmp_path / "model/w").write_bytes(b"x")

@@ -1,5 +1,5 @@
-"""The lifecycle's files without an engine: the record and its journal, version folders, the migration of the
-single-version layout, the ``current`` links, the prefix lock, the audit log, and the CLI's option check."""
+"""The lifecycle's files without an engine: the record and its journal, version folders, the ``current``
+links, the prefix lock, the audit log, and the CLI's option check."""
 
 from __future__ import annotations
 
@@ -50,23 +50,6 @@ def test_unreadable_record_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / host.STATE_FILE).write_text("{not json")
     with pytest.raises(InstallError, match="unreadable install record"):
         versions.read_record(tmp_path)
-
-
-def test_single_version_layout_is_migrated_in_place(tmp_path: Path) -> None:
-    host.write_state(tmp_path, state())
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model/w.gguf").write_bytes(b"weights")
-    (tmp_path / "deploy").mkdir()
-    (tmp_path / "deploy/compose.yaml").write_text("x")
-    rec = versions.read_record(tmp_path)
-    vid = versions.version_id("1.0.0", "ab" * 32)
-    assert rec is not None and rec.active == vid and rec.pending is None
-    assert (versions.version_dir(tmp_path, vid) / "model/w.gguf").read_bytes() == b"weights"
-    assert (tmp_path / "model").is_symlink() and (tmp_path / "model/w.gguf").read_bytes() == b"weights"
-    assert (tmp_path / "deploy/compose.yaml").read_text() == "x"
-    st = versions.read_version(tmp_path, vid)
-    assert st is not None and st.extra["legacyLayout"] is True
-    assert versions.read_record(tmp_path) == rec  # a second read finds the new record
 
 
 def test_current_link_switches_atomically_and_goes(tmp_path: Path) -> None:
@@ -128,13 +111,14 @@ def test_audit_lines_are_appended_with_who_and_what(tmp_path: Path) -> None:
 
 def test_stored_container_spec_round_trips() -> None:
     from airpack.install.engine import ContainerSpec
+    from airpack.install.targets.docker import spec_from_dict, spec_to_dict
 
     spec = ContainerSpec(name="n", image="sha256:1", entrypoint=None, command=("--port", "8000"),
                          environment=(("A", "1"),), network="host", bind="127.0.0.1", port=8000,
                          container_port=8000, mounts=(("/p/model", "/models", True),), gpus=0, shm_gib=None,
                          labels=(("k", "v"),), health_path="/health", health_cmd=None, start_period_s=60)
-    stored = json.loads(json.dumps(lifecycle.spec_to_dict(spec)))
-    assert lifecycle.spec_from_dict(stored) == spec
+    stored = json.loads(json.dumps(spec_to_dict(spec)))
+    assert spec_from_dict(stored) == spec
     assert replace(spec, name="m") != spec
 
 

@@ -1,7 +1,7 @@
 """The systemd target's lifecycle where systemd *is* PID 1, which this machine cannot show for real: ``tr.run``
 records the commands instead of running them, ``systemd_running`` says yes, and the health + smoke check is a
-stand-in that passes or fails per version. Also: migrating a single-version systemd prefix, ``--keep`` pruning,
-and a failed verification in the audit log. No engine, no sockets.
+stand-in that passes or fails per version. Also: ``--keep`` pruning and a failed verification in the audit log.
+No engine, no sockets.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from airpack.errors import HealthError, InstallError
-from airpack.install import audit, host, lifecycle, manage, targets_systemd, versions
-from airpack.install import targets_run as tr
+from airpack.install import audit, host, lifecycle, versions
 from airpack.install.health import SmokeResult
+from airpack.install.remove import prune, uninstall
+from airpack.install.targets import commands as tr
+from airpack.install.targets import systemd as targets_systemd
 
 UNIT = "airpack-m.service"
 V1, V2 = "1.0.0-aaaaaaaaaaaa", "1.1.0-bbbbbbbbbbbb"
@@ -87,7 +89,7 @@ def test_rollback_with_systemd_switches_the_unit_file_and_checks_it(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     prefix = _prefix(tmp_path)
     sd = _Systemd(monkeypatch)
-    out = lifecycle.rollback(prefix)
+    out = lifecycle.rollback(prefix).to_dict()
     assert (out["version"], out["previousVersion"], out["started"], out["commands"]) == ("1.0.0", "1.1.0", True, [])
     assert sd.calls == [f"systemctl stop {UNIT}", *_switch(prefix, V1)]
     assert (_record(prefix)["active"], _record(prefix)["previous"], _record(prefix)["pending"]) == (V1, V2, None)
@@ -141,46 +143,15 @@ def test_uninstall_runs_the_unit_commands_only_where_systemd_runs(tmp_path: Path
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     prefix = _prefix(tmp_path)
     monkeypatch.setattr(tr, "systemd_running", lambda: False)
-    one = manage.uninstall(prefix, version="1.0.0")
+    one = uninstall(prefix, version="1.0.0").to_dict()
     assert one["commands"] == [] and one["versionsRemoved"] == [V1]  # the unit runs the active version
     with pytest.raises(InstallError, match="active version"):
-        manage.uninstall(prefix, version="1.1.0")
+        uninstall(prefix, version="1.1.0")
     sd = _Systemd(monkeypatch)
-    gone = manage.uninstall(prefix, remove_weights=True)
+    gone = uninstall(prefix, remove_weights=True).to_dict()
     remove = [tr.shell_line(c) for c in tr.systemd_remove_commands(UNIT)]
     assert sd.calls == remove and gone["ran"] == remove and gone["commands"] == []
     assert not (prefix / "versions").exists() and not (prefix / host.STATE_FILE).exists()
-
-
-def test_a_single_version_systemd_prefix_is_migrated(tmp_path: Path) -> None:
-    prefix = tmp_path / "p"
-    (prefix / "model").mkdir(parents=True)
-    (prefix / "model" / "w.gguf").write_bytes(b"w")
-    (prefix / "deploy/systemd").mkdir(parents=True)
-    (prefix / "deploy/systemd" / UNIT).write_text(f"--volume {prefix}/model:/models:ro\n")
-    old = _state(prefix, V1)
-    host.write_state(prefix, old)
-    record = versions.read_record(prefix)  # what the next systemd install (or rollback, uninstall) does first
-    assert record is not None and record.active == versions.version_id(old.version, old.digest)
-    assert record.extra == {"target": "systemd", "unit": UNIT}
-    vid = record.active
-    assert (versions.version_dir(prefix, vid) / "deploy/systemd" / UNIT).is_file()
-    assert (prefix / "model").is_symlink() and (prefix / "model" / "w.gguf").read_bytes() == b"w"  # the unit's mount
-    state = versions.read_version(prefix, vid)
-    assert state is not None and state.target == "systemd" and state.extra["unit"] == UNIT
-
-
-def test_an_unrecorded_single_version_systemd_install_is_replaced(tmp_path: Path) -> None:
-    prefix = tmp_path / "p"
-    (prefix / "model").mkdir(parents=True)
-    assert not (prefix / "deploy").exists()
-    with pytest.raises(InstallError, match="no install record names"):
-        targets_systemd._adopt_unrecorded(prefix, lambda _: None)
-    (prefix / "deploy/systemd").mkdir(parents=True)
-    said: list[str] = []
-    assert targets_systemd._adopt_unrecorded(prefix, said.append)
-    assert not (prefix / "model").exists() and not (prefix / "deploy").exists() and "older airpack" in said[0]
-    assert not targets_systemd._adopt_unrecorded(prefix, said.append)
 
 
 def test_keep_prunes_the_oldest_versions_that_are_neither_active_nor_previous(tmp_path: Path) -> None:
@@ -189,12 +160,12 @@ def test_keep_prunes_the_oldest_versions_that_are_neither_active_nor_previous(tm
     for vid in vids:
         _version(prefix, vid, target="kubernetes")
     lifecycle.commit(prefix, versions.Record("m", active=vids[1], previous=vids[3], extra={"target": "kubernetes"}))
-    assert manage.prune(prefix, None, None) == []
-    assert manage.prune(prefix, 2, None) == [vids[0], vids[2]]
+    assert prune(prefix, None, None) == []
+    assert prune(prefix, 2, None) == [vids[0], vids[2]]
     assert list(versions.installed(prefix)) == [vids[1], vids[3]]
     assert [(e["action"], e["version"], e["scope"]) for e in audit.read(prefix)] == [
         ("uninstall", "1.0.0", "prune"), ("uninstall", "1.2.0", "prune")]
-    assert manage.prune(prefix, 1, None) == []  # the active and the previous version always stay
+    assert prune(prefix, 1, None) == []  # the active and the previous version always stay
 
 
 def test_a_failed_verification_is_audited_only_where_an_install_is(tmp_path: Path) -> None:
@@ -225,6 +196,6 @@ def test_uninstall_goes_on_when_the_unit_was_never_installed(tmp_path: Path, mon
         return subprocess.CompletedProcess(list(argv), 0, "", "")
 
     monkeypatch.setattr(tr, "run", run)
-    gone = manage.uninstall(prefix)
+    gone = uninstall(prefix).to_dict()
     assert len(sd.calls) == 3 and gone["commandErrors"] == [f"'systemctl disable --now {UNIT}' exited with 1"]
     assert not (prefix / host.STATE_FILE).exists() and audit.read(prefix)[-1]["scope"] == "all"

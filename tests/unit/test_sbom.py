@@ -87,7 +87,7 @@ def test_the_validator_would_catch_a_broken_document() -> None:
 
 def test_the_tool_and_each_of_its_wheels_are_listed_with_their_sha256() -> None:
     """tool/ in a bundle: airpack and every wheel install.sh installs, as pkg:pypi libraries at their file's digest."""
-    from airpack.tool import LockedTool, LockedWheel  # noqa: PLC0415
+    from airpack.tool import LockedTool, LockedWheel
 
     wheels = (LockedWheel("airpack-0.1.0-py3-none-any.whl", 10, "1" * 64),
               LockedWheel("cffi-1.17.1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", 20, "2" * 64))

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from airpack.install import audit, host, lifecycle, targets_compose, versions
-from airpack.install.targets_run import compose_project
+from airpack.install import audit, host, lifecycle, versions
+from airpack.install.targets import compose as targets_compose
+from airpack.install.targets.commands import compose_project
 
 
 class _Containers:

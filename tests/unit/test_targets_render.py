@@ -12,10 +12,12 @@ import yaml
 from typer.testing import CliRunner
 
 from airpack.cli import app
+from airpack.cli.far_side import render_text
 from airpack.errors import InstallError, UsageError
-from airpack.install import targets_run as tr
-from airpack.install.host import write_deploy
-from airpack.install.targets import TargetOptions, render_text
+from airpack.install import InstallOptions, targets
+from airpack.install.host import InstallState, write_deploy
+from airpack.install.results import InstallResult
+from airpack.install.targets import commands as tr
 from airpack.render import HostParams, default_host_params, host_diff, render_bundle_deploy, render_host
 from tests.unit.render_helpers import check_docker_compose, check_kubernetes, context
 
@@ -34,31 +36,31 @@ def host(prefix: str = "/srv/ap/demo", **kw: object) -> HostParams:
 
 
 def test_each_target_takes_only_its_files(deploy: dict[str, bytes]) -> None:
-    assert list(tr.files_for("compose", deploy)) == ["compose.yaml"]
-    assert list(tr.files_for("systemd", deploy)) == [
+    assert list(targets.get("compose").deploy_files(deploy)) == ["compose.yaml"]
+    assert list(targets.get("systemd").deploy_files(deploy)) == [
         "systemd/airpack-demo-model.container",
         "systemd/airpack-demo-model.service",
     ]
-    assert set(tr.files_for("kubernetes", deploy)) == {
+    assert set(targets.get("kubernetes").deploy_files(deploy)) == {
         "kubernetes/deployment.yaml",
         "kubernetes/service.yaml",
         "kubernetes/networkpolicy.yaml",
     }
     ollama = render_bundle_deploy(context("ollama", gpus=0), ["compose"])
-    assert set(tr.files_for("compose", ollama)) == {"compose.yaml", "ollama/Modelfile"}
+    assert set(targets.get("compose").deploy_files(ollama)) == {"compose.yaml", "ollama/Modelfile"}
 
 
 def test_a_target_the_bundle_was_not_built_for_is_refused(deploy: dict[str, bytes]) -> None:
     only_compose = {k: v for k, v in deploy.items() if k == "compose.yaml"}
     with pytest.raises(InstallError, match=r"no deploy files for systemd .*deploy/systemd/") as exc:
-        tr.files_for("systemd", only_compose)
+        targets.get("systemd").deploy_files(only_compose)
     assert "deploy: in the spec" in str(exc.value)
-    with pytest.raises(InstallError, match="not supported"):
-        tr.files_for("nomad", deploy)
+    with pytest.raises(UsageError, match="not one of docker, compose, systemd, kubernetes"):
+        targets.get("nomad")
 
 
 def test_compose_render_uses_host_networking_and_the_key(deploy: dict[str, bytes], tmp_path: Path) -> None:
-    out = render_host(tr.files_for("compose", deploy), host())["compose.yaml"]
+    out = render_host(targets.get("compose").deploy_files(deploy), host())["compose.yaml"]
     doc = yaml.safe_load(out)
     svc = doc["services"]["demo-model"]
     assert svc["network_mode"] == "host" and "ports" not in svc and svc["pull_policy"] == "never"
@@ -74,7 +76,7 @@ def test_compose_render_uses_host_networking_and_the_key(deploy: dict[str, bytes
 
 def test_kubernetes_render_and_secret_validate(deploy: dict[str, bytes]) -> None:
     params = host(registry="reg.internal:5000/ai")
-    files = render_host(tr.files_for("kubernetes", deploy), params)
+    files = render_host(targets.get("kubernetes").deploy_files(deploy), params)
     docs = [d for data in files.values() for d in check_kubernetes(data)]
     image = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0][
         "image"
@@ -96,7 +98,7 @@ def test_kubernetes_render_and_secret_validate(deploy: dict[str, bytes]) -> None
 
 
 def test_diff_from_the_as_built_defaults_shows_only_host_values(deploy: dict[str, bytes]) -> None:
-    chosen = tr.files_for("compose", deploy)
+    chosen = targets.get("compose").deploy_files(deploy)
     diff = host_diff(chosen, host(), default_host_params("demo-model"))
     assert diff.startswith("--- default/deploy/compose.yaml\n+++ host/deploy/compose.yaml\n")
     changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
@@ -133,11 +135,11 @@ def test_compose_project_is_stable_per_prefix_and_a_valid_name() -> None:
 
 def test_options_are_checked_when_built() -> None:
     with pytest.raises(UsageError, match="not one of docker, compose"):
-        TargetOptions(prefix=Path("/p"), target="nomad")
+        InstallOptions(prefix=Path("/p"), target="nomad")
     with pytest.raises(UsageError, match="needs --registry") as exc:
-        TargetOptions(prefix=Path("/p"), target="kubernetes")
+        InstallOptions(prefix=Path("/p"), target="kubernetes")
     assert exc.value.exit_code == 2
-    assert TargetOptions(prefix=Path("/p"), target="kubernetes", registry="r:5000").apply is False
+    assert InstallOptions(prefix=Path("/p"), target="kubernetes", registry="r:5000").apply is False
 
 
 def test_write_deploy_replaces_the_folder_and_keeps_the_secret_private(tmp_path: Path) -> None:
@@ -153,24 +155,28 @@ def test_write_deploy_replaces_the_folder_and_keeps_the_secret_private(tmp_path:
     assert (tmp_path / "deploy/kubernetes/a.yaml").stat().st_mode & 0o777 == 0o644
 
 
-def _result(**kw: object) -> dict[str, object]:
+def _result(**kw: object) -> InstallResult:
+    state = InstallState(
+        name="demo", version="1.0.0", digest="d" * 64, key_fingerprint="SHA256:k", target="systemd",
+        endpoint="http://127.0.0.1:8000/v1", container_id="airpack-demo", container_name="airpack-demo",
+        image_id="sha256:i", image_tags=(), bind="127.0.0.1", port=8000, network="host",
+        api_key_file="/p/secrets/api-key", installed="2026-01-01T00:00:00Z",
+    )
     base: dict[str, object] = {
-        "target": "systemd",
-        "name": "demo",
-        "version": "1.0.0",
+        "state": state,
         "prefix": "/p",
         "started": False,
-        "servedName": "demo",
-        "deployFiles": ["deploy/systemd/a.service"],
-        "deployDiff": "--- a\n+++ b\n",
-        "commands": ["systemctl daemon-reload"],
-        "alternativeCommands": [],
-        "apiKey": None,
-        "apiKeyFile": "/p/secrets/api-key",
+        "served_name": "demo",
+        "deploy_files": ("deploy/systemd/a.service",),
+        "deploy_diff": "--- a\n+++ b\n",
+        "commands": ("systemctl daemon-reload",),
+        "alternatives": (),
+        "api_key": None,
+        "api_key_file": "/p/secrets/api-key",
         "endpoint": "http://127.0.0.1:8000/v1",
         "smoke": None,
     }
-    return {**base, **kw}
+    return InstallResult(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def test_text_output_says_what_to_run_and_shows_the_diff_on_request() -> None:
@@ -179,7 +185,7 @@ def test_text_output_says_what_to_run_and_shows_the_diff_on_request() -> None:
     assert "endpoint" not in text and "--- a" not in text
     assert "--- a\n+++ b" in render_text(_result(), show_diff=True)
     started = render_text(
-        _result(started=True, commands=[], apiKey="ap-k", smoke={"completionTokens": 3, "ttftSeconds": 0.1})
+        _result(started=True, commands=(), api_key="ap-k", smoke={"completionTokens": 3, "ttftSeconds": 0.1})
     )
     assert (
         "endpoint: http://127.0.0.1:8000/v1" in started and "ap-k" not in started and "run these" not in started

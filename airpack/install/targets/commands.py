@@ -1,8 +1,7 @@
-"""The outside tools the non-docker install targets drive: Compose, systemd and kubectl.
+"""The outside tools the compose, systemd and kubernetes targets drive: Compose, systemd and kubectl.
 
-Each target has a pure part (which deploy files it uses, the commands an operator would type) that is unit
-tested, and a thin part that runs those commands with :func:`run` (argument lists, never a shell). Nothing
-here prints: commands that are not run are returned for the CLI to show.
+The commands an operator would type are pure functions (unit tested); :func:`run` runs them (argument lists,
+never a shell). Nothing here prints: commands that are not run are returned for the CLI to show.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import hashlib
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from airpack.errors import InstallError
@@ -20,28 +19,6 @@ from airpack.errors import InstallError
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
 QUADLET_DIR = "/etc/containers/systemd"
 COMMAND_TIMEOUT = 600.0
-
-
-def files_for(target: str, deploy: Mapping[str, bytes]) -> dict[str, bytes]:
-    """The bundle's ``deploy/`` files (relative to ``deploy/``) that ``target`` renders and writes."""
-    if target == "compose":
-        keep = [r for r in deploy if r == "compose.yaml" or r.startswith("ollama/")]
-    elif target == "systemd":
-        keep = [r for r in deploy if r.startswith(("systemd/", "ollama/"))]
-    elif target == "kubernetes":
-        keep = [r for r in deploy if r.startswith("kubernetes/")]
-    else:
-        raise InstallError(
-            f"install target {target!r} is not supported",
-            hint="use --target docker, compose, systemd or kubernetes",
-        )
-    main = {"compose": "compose.yaml", "systemd": "systemd/", "kubernetes": "kubernetes/"}[target]
-    if not any(r.startswith(main) for r in keep):
-        raise InstallError(
-            f"the bundle has no deploy files for {target} (no deploy/{main})",
-            hint=f"rebuild it with '{target}' under deploy: in the spec, or choose another --target",
-        )
-    return {r: deploy[r] for r in sorted(keep)}
 
 
 def shell_line(argv: Sequence[str]) -> str:
