@@ -1,12 +1,13 @@
-"""Build-side commands: keygen, lock, build, sign, plan (the connected machine)."""
+"""Build-side commands: keygen, lock, build, sign, plan (the connected machine); library: :mod:`airpack.api`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from airpack import api
 from airpack.cli.common import (
     _PASSPHRASE_HELP,
     BundleArg,
@@ -15,15 +16,16 @@ from airpack.cli.common import (
     SpecArg,
     ToolIndexOpt,
     ToolLinksOpt,
-    _cache,
     _run,
     _tool,
-    _trusted,
     app,
 )
 from airpack.cli_output import Verdict, note, result
 from airpack.cli_output import reporter as _reporter
 from airpack.units import format_size, plural
+
+if TYPE_CHECKING:
+    from airpack.plan import Plan
 
 
 @app.command()
@@ -38,28 +40,13 @@ def keygen(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a signing key pair. Keep the .key offline; carry the .pub to the far side out of band."""
-    from airpack.keys import make_key_pair  # noqa: PLC0415
 
-    def render(kp: dict[str, Any]) -> None:
-        result(f"private key: {kp['private_key']} {kp['where']}\npublic key:  {kp['public_key']}\n"
-               f"fingerprint: {kp['fingerprint']}")
+    def render(kp: api.KeygenResult) -> None:
+        result(f"private key: {kp.private_key} {kp.where}\npublic key:  {kp.public_key}\n"
+               f"fingerprint: {kp.fingerprint}")
 
-    _run("keygen", as_json, lambda: make_key_pair(out, name=name, algorithm=algorithm, passphrase_env=passphrase_env,
-                                                  pkcs11=pkcs11), render)
-
-
-def _lock_impl(spec_path: Path, out: Path | None, tool: Any = None) -> dict[str, Any]:
-    from airpack.lock import default_lock_path, write_lock  # noqa: PLC0415
-    from airpack.locking import resolve  # noqa: PLC0415
-    from airpack.spec import load_spec  # noqa: PLC0415
-
-    spec = load_spec(spec_path)
-    lock = resolve(spec, cache_dir=_cache(), tool=tool)
-    path = out or default_lock_path(spec_path)
-    write_lock(lock, path)
-    return {"lock": str(path), "files": len(lock.model.files), "bytes": lock.model.total_size,
-            "excluded": [{"path": e.path, "reason": e.reason} for e in lock.model.excluded],
-            "images": [i.to_dict() for i in lock.images], "checks": list(lock.checks)}
+    _run("keygen", as_json, lambda: api.keygen(out, name=name, algorithm=algorithm, passphrase_env=passphrase_env,
+                                               pkcs11=pkcs11), render)
 
 
 @app.command()
@@ -69,40 +56,16 @@ def lock(spec: SpecArg, out: Annotated[Path | None, typer.Option("-o", "--out", 
          as_json: JsonOpt = False) -> None:
     """Pin every file (size, sha256), commit and image digest, and check the model fits the target."""
 
-    def render(r: dict[str, Any]) -> None:
-        result(f"locked {plural(r['files'], 'file')} ({format_size(r['bytes'])}) → {r['lock']}")
-        for e in r["excluded"]:
-            result(f"  left out {e['path']}: {e['reason']}")
-        for c in r["checks"]:
+    def render(r: api.LockResult) -> None:
+        result(f"locked {plural(r.files, 'file')} ({format_size(r.bytes)}) → {r.path}")
+        for e in r.lock.model.excluded:
+            result(f"  left out {e.path}: {e.reason}")
+        for c in r.lock.checks:
             if c["status"] != "pass":
                 note(f"  {c['status']}: {c['name']}: {c['message']}")
 
-    _run("lock", as_json, lambda: _lock_impl(spec, out, _tool(no_tool, tool_index_url, tool_find_links)), render)
-
-
-def _build_impl(spec_path: Path, out: Path, key_path: Path | None, passphrase_env: str | None, force: bool,
-                lock_path: Path | None, progress: bool, tool: Any = None) -> dict[str, Any]:
-    from airpack.bundle import build_bundle  # noqa: PLC0415
-    from airpack.keys import load_signing_key  # noqa: PLC0415
-    from airpack.lock import check_lock_matches, default_lock_path, read_lock, write_lock  # noqa: PLC0415
-    from airpack.locking import resolve  # noqa: PLC0415
-    from airpack.spec import load_spec  # noqa: PLC0415
-
-    spec = load_spec(spec_path)
-    key = load_signing_key(key_path, passphrase_env=passphrase_env) if key_path else None
-    lp = lock_path or default_lock_path(spec_path)
-    if lp.exists():
-        lk = read_lock(lp)
-        check_lock_matches(lk, spec, lp)
-        tool = tool if lk.tool is not None else None  # a lock made --no-tool (or before tool/): none
-    else:
-        lk = resolve(spec, cache_dir=_cache(), tool=tool)
-        write_lock(lk, lp)
-    with _reporter(progress) as reporter:
-        result = build_bundle(spec, lk, out, key=key, cache_dir=_cache(), force=force, reporter=reporter, tool=tool)
-    return {"bundle": str(result.path), "name": result.manifest.name, "version": result.manifest.version,
-            "files": len(result.manifest.files) + 1, "bytes": result.total_bytes,  # as verify counts
-            "sums_sha256": result.sums_sha256, "signed_by": result.signed_by, "tool": tool is not None}
+    _run("lock", as_json, lambda: api.lock(spec, out=out, tool=_tool(no_tool, tool_index_url, tool_find_links)),
+         render)
 
 
 @app.command()
@@ -119,25 +82,17 @@ def build(
 ) -> None:
     """Fetch everything the lock pins into a bundle folder (locking first when there is no lock)."""
 
-    def render(r: dict[str, Any]) -> None:
-        signed = f"signed by {r['signed_by']}" if r["signed_by"] else "UNSIGNED (run 'airpack sign')"
-        result(f"built {r['bundle']}: {r['name']} {r['version']}, {plural(r['files'], 'file')}, "
-               f"{format_size(r['bytes'])}, {signed}" + ("" if r["tool"] else ", without tool/"))
+    def render(r: api.BuildResult) -> None:
+        signed = f"signed by {r.signed_by}" if r.signed_by else "UNSIGNED (run 'airpack sign')"
+        result(f"built {r.bundle}: {r.name} {r.version}, {plural(r.files, 'file')}, "
+               f"{format_size(r.bytes)}, {signed}" + ("" if r.tool else ", without tool/"))
 
-    _run("build", as_json, lambda: _build_impl(spec, out, key, passphrase_env, force, lock_file, not as_json,
-                                                _tool(no_tool, tool_index_url, tool_find_links)), render)
+    def run() -> api.BuildResult:
+        with _reporter(not as_json) as reporter:
+            return api.build(spec, out, key=key, passphrase_env=passphrase_env, lock_path=lock_file, force=force,
+                             tool=_tool(no_tool, tool_index_url, tool_find_links), reporter=reporter)
 
-
-def _sign_impl(bundle: Path, key_path: Path, passphrase_env: str | None, force: bool, pubs: list[Path],
-               progress: bool) -> dict[str, Any]:
-    from airpack.bundle_sign import sign_bundle  # noqa: PLC0415
-    from airpack.keys import load_signing_key  # noqa: PLC0415
-
-    key = load_signing_key(key_path, passphrase_env=passphrase_env)
-    with _reporter(progress) as reporter:
-        r = sign_bundle(bundle, key, force=force, known=_trusted(pubs), reporter=reporter)
-    return {"bundle": str(r.bundle), "signed_by": r.key_fingerprint, "sums_sha256": r.sums_sha256,
-            "replaced": r.replaced}
+    _run("build", as_json, run, render)
 
 
 @app.command()
@@ -149,26 +104,14 @@ def sign(bundle: BundleArg, key: Annotated[Path, typer.Option("--key", metavar="
                                                         "signer of an existing signature by; repeatable.")] = None,
          as_json: JsonOpt = False) -> None:
     """Sign a built bundle (after checking every file against its SHA256SUMS)."""
-    _run("sign", as_json, lambda: _sign_impl(bundle, key, passphrase_env, force, pub or [], not as_json),
-         lambda r: result(f"signed {r['bundle']} with {r['signed_by']}" + (
-             f" (replaced a signature by {r['replaced']})" if r["replaced"] else "")))
 
+    def run() -> api.SignResult:
+        with _reporter(not as_json) as reporter:
+            return api.sign(bundle, key, passphrase_env=passphrase_env, force=force, known=pub or [],
+                            reporter=reporter)
 
-def _plan_impl(spec_path: Path, o: Any) -> dict[str, Any]:
-    from airpack.errors import CompatibilityError  # noqa: PLC0415
-    from airpack.plan.spec import plan_spec  # noqa: PLC0415
-    from airpack.spec import load_spec  # noqa: PLC0415
-
-    planned = plan_spec(load_spec(spec_path), o)
-    if planned is None:
-        raise CompatibilityError("the target's memory is unknown", hint="give --gpu NAME or --vram GIB "
-                                 "(host RAM with --gpus 0), or target.gpu / target.vram in the spec")
-    p = planned.to_dict()
-    failed = [f"{c['name']}: {c['message']}" for c in p["checks"] if c["status"] == "fail"]
-    if not p["fits"] or failed:  # the verdict is the exit code: a plan that does not fit fails (exit 2)
-        why = failed or [f"needs {p['required_bytes'] / 2**30:.2f} GiB of {p['available_bytes'] / 2**30:.2f} GiB"]
-        raise Verdict(p, CompatibilityError("the model does not fit or run on the target: " + "; ".join(why)))
-    return p
+    _run("sign", as_json, run, lambda r: result(f"signed {r.bundle} with {r.signed_by}" + (
+        f" (replaced a signature by {r.replaced})" if r.replaced else "")))
 
 
 @app.command()
@@ -183,18 +126,23 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Will the model fit and run on the target? Weights, KV cache, overhead, longest context, checks."""
-    from airpack.plan.spec import Overrides  # noqa: PLC0415
 
-    def render(p: dict[str, Any]) -> None:
+    def render(p: Plan) -> None:
         gib = 2**30
-        where = f"{p['gpus']} x {p['gpu'] or 'GPU'}" if p["device"] == "gpu" else "host RAM"
-        result(f"{p['engine']} on {where}: weights {p['weights_bytes'] / gib:.2f} GiB, KV "
-               f"{p['kv_bytes_per_token'] / 1024:.1f} KiB/token, needs {p['required_bytes'] / gib:.2f} of "
-               f"{p['available_bytes'] / gib:.2f} GiB at {p['context']} tokens x {p['concurrency']}: "
-               f"{'FITS' if p['fits'] else 'DOES NOT FIT'}; longest context {p['max_context']}")
-        for c in p["checks"]:
-            result(f"  {c['status']:<5} {c['name']}: {c['message']}")
+        where = f"{p.gpus} x {p.gpu or 'GPU'}" if p.device == "gpu" else "host RAM"
+        result(f"{p.engine} on {where}: weights {p.weights_bytes / gib:.2f} GiB, KV "
+               f"{p.kv_bytes_per_token / 1024:.1f} KiB/token, needs {p.required_bytes / gib:.2f} of "
+               f"{p.available_bytes / gib:.2f} GiB at {p.context} tokens x {p.concurrency}: "
+               f"{'FITS' if p.fits else 'DOES NOT FIT'}; longest context {p.max_context}")
+        for c in p.checks:
+            result(f"  {c.status:<5} {c.name}: {c.message}")
 
-    o = Overrides(gpu=gpu, vram_gib=vram, gpus=gpus, context=context, concurrency=concurrency)
-    _run("plan", as_json, lambda: _plan_impl(spec, o), render)
+    def run() -> Plan:
+        planned = api.plan(spec, gpu=gpu, vram_gib=vram, gpus=gpus, context=context, concurrency=concurrency)
+        failed = api.fit_error(planned)
+        if failed is not None:  # the verdict is the exit code: a plan that does not fit fails (exit 2)
+            raise Verdict(planned, failed)
+        return planned
+
+    _run("plan", as_json, run, render)
 

@@ -10,8 +10,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from airpack.cli_help import App
-from airpack.cli_output import run
+from airpack.cli_output import Verdict, run
 from airpack.progress import Reporter
+from airpack.tool import WheelSource
 
 app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
           help="Carry LLMs into air-gapped networks as one signed, verifiable bundle.")
@@ -42,18 +43,30 @@ ToolLinksOpt = Annotated[list[str] | None, typer.Option("--tool-find-links", met
 PrefixOpt = Annotated[Path, typer.Option("--prefix", help="Install folder (weights, deploy files, state).")]
 
 
-
 def _run(command: str, as_json: bool, fn: Callable[[], T], render: Callable[[T], None]) -> None:
-    """Call ``fn`` and print its result or its error (:func:`airpack.cli_output.run`); exit with its code."""
-    code = run(command, as_json, fn, render)
+    """Call ``fn`` and print its result or its error (:func:`airpack.cli_output.run`); exit with its code.
+
+    ``fn`` returns a library result (``--json`` prints its ``to_dict()``; ``render`` gets the result itself) or
+    a plain dict; a :class:`~airpack.cli_output.Verdict` may carry either."""
+
+    def call() -> Any:
+        try:
+            value = fn()
+        except Verdict as v:
+            if as_json:
+                raise Verdict(_data(v.data), v.error) from None
+            raise
+        return _data(value) if as_json else value
+
+    code = run(command, as_json, call, render)
     if code:
         raise typer.Exit(code)
 
 
-def _cache() -> Path:
-    from airpack.cache import cache_dir  # noqa: PLC0415
-
-    return cache_dir()
+def _data(value: Any) -> Any:
+    """What ``--json`` prints as ``data``: a library result's ``to_dict()``; a dict as it is."""
+    to_dict = getattr(value, "to_dict", None)
+    return to_dict() if callable(to_dict) else value
 
 
 def _trusted(keys: list[Path]) -> list[Any]:
@@ -69,8 +82,8 @@ def _verified(bundle: Path, keys: list[Path], reporter: Reporter) -> Any:
     return verify_bundle(bundle, _trusted(keys), reporter=reporter)
 
 
-def _tool(no_tool: bool, index_url: str | None, links: list[str] | None) -> Any:
-    from airpack.tool import WheelSource  # noqa: PLC0415
-
+def _tool(no_tool: bool, index_url: str | None, links: list[str] | None) -> WheelSource | None:
+    """Where the bundle's tool/ takes its wheels from (``--tool-index-url``, ``--tool-find-links``); None:
+    ``--no-tool``."""
     return None if no_tool else WheelSource(index_url, tuple(links or ()))
 
