@@ -6,7 +6,11 @@ Build side (the connected machine)::
 
 Either side of the gap::
 
-    verify → split → (carry) → join → verify → airpack.install.install
+    verify → split → (carry) → join → verify
+
+Far side, on the host (from :mod:`airpack.install`, loaded on first use)::
+
+    install → status → rollback → uninstall
 
 Every verb takes paths, keys and typed options, never prints, reports progress only through the
 :class:`~airpack.progress.Reporter` passed as ``reporter`` (default: none), raises
@@ -16,6 +20,8 @@ each one, with examples the tests run.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from airpack.api.build_side import (
     PIP_DEFAULT,
@@ -46,29 +52,52 @@ from airpack.api.bundles import (
     verify,
 )
 
+# The install verbs live in airpack.install (the Target pipeline); named here too, imported on first use so that
+# `import airpack.api` (and the CLI's start-up) does not load the install stage.
+_INSTALL = ("InstallOptions", "InstallResult", "RollbackResult", "StatusReport", "UninstallResult", "install",
+            "rollback", "status", "uninstall")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INSTALL:
+        import airpack.install  # noqa: PLC0415
+
+        return getattr(airpack.install, name)
+    raise AttributeError(f"module 'airpack.api' has no attribute {name!r}")
+
+
 __all__ = [
     "PIP_DEFAULT",
     "BuildResult",
     "InspectResult",
+    "InstallOptions",
+    "InstallResult",
     "JoinResult",
     "KeygenResult",
     "LockResult",
+    "RollbackResult",
     "SignResult",
     "SplitResult",
     "SplitVolume",
+    "StatusReport",
+    "UninstallResult",
     "VerifyResult",
     "VolumeVerifyResult",
     "build",
     "fit_error",
     "inspect",
+    "install",
     "join",
     "keygen",
     "load_spec",
     "lock",
     "plan",
+    "rollback",
     "sign",
     "signing_key",
     "split",
+    "status",
     "trusted_keys",
+    "uninstall",
     "verify",
 ]
