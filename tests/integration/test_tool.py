@@ -175,7 +175,7 @@ def test_install_offline_then_far_side_commands(built: Callable[..., Path], keys
     gguf_plan = run("plan", _plan_spec(tmp_path, gguf=True), "--gpus", "0", "--vram", "8")
     assert gguf_plan.returncode == 2 and "needs the gguf package" in gguf_plan.stderr, gguf_plan.stderr
     doctor = run("doctor", bundle)
-    assert "python" in doctor.stderr and "installs with" in doctor.stderr, doctor.stderr
+    assert "python" in doctor.stdout and "installs with" in doctor.stdout, doctor.stdout + doctor.stderr  # the report
     for args in (("status", "--prefix", tmp_path / "none"), ("uninstall", "--prefix", tmp_path / "none"),
                  ("rollback", "--prefix", tmp_path / "none"), ("load", bundle, "--key", keys.ecdsa.pub),
                  ("push", bundle, "--key", keys.ecdsa.pub, "--registry", "127.0.0.1:9"),
