@@ -72,7 +72,7 @@ class _Journal:
         except FileNotFoundError:
             return None
         if not rec or st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"] or "chain" not in rec:
-            return None  # (a record without "chain" was written by an airpack of format 1: copy again)
+            return None
         return FileDigest(rec["size"], rec["sha256"], rec["chunk_size"], tuple(rec["chain"]))
 
     def record(self, rel: str, target: Path, digest: FileDigest) -> None:

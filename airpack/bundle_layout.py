@@ -36,8 +36,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 @dataclass(frozen=True)
 class Entry:
     """One file of the bundle: its path, size, whole-file sha256, kind and, for a large file, the SHA-256
-    chaining value after each chunk but the last (``chain``; format 2) or each chunk's own SHA-256
-    (``chunks``; format 1, still read)."""
+    chaining value after each chunk but the last (``chain``)."""
 
     path: str
     size: int
@@ -45,16 +44,11 @@ class Entry:
     kind: str
     chunk_size: int = 0
     chain: tuple[str, ...] = ()
-    chunks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "size": self.size, "sha256": self.sha256, "kind": self.kind}
-        if self.chain or self.chunks:
-            out["chunks"] = {"size": self.chunk_size}
-            if self.chain:
-                out["chunks"]["chain"] = list(self.chain)
-            if self.chunks:
-                out["chunks"]["sha256"] = list(self.chunks)
+        if self.chain:
+            out["chunks"] = {"size": self.chunk_size, "chain": list(self.chain)}
         return out
 
     @classmethod
@@ -63,15 +57,13 @@ class Entry:
         entry = cls(
             path=str(d["path"]), size=int(d["size"]), sha256=str(d["sha256"]), kind=str(d["kind"]),
             chunk_size=int(chunks.get("size", 0)), chain=tuple(str(c) for c in chunks.get("chain", ())),
-            chunks=tuple(str(c) for c in chunks.get("sha256", ())),
         )
         if entry.size < 0 or not _HEX64.match(entry.sha256):
             raise ValueError(f"bad inventory entry for {entry.path!r}")
         count = -(-entry.size // entry.chunk_size) if entry.chunk_size > 0 else -1
-        for values, expected in ((entry.chain, count - 1), (entry.chunks, count)):
-            if values and (expected != len(values) or not all(_HEX64.match(c) for c in values)
-                           or entry.chunk_size % 64):
-                raise ValueError(f"chunk list of {entry.path!r} does not cover its {entry.size} bytes")
+        if entry.chain and (count - 1 != len(entry.chain) or not all(_HEX64.match(c) for c in entry.chain)
+                            or entry.chunk_size % 64):
+            raise ValueError(f"chunk list of {entry.path!r} does not cover its {entry.size} bytes")
         return entry
 
 
@@ -116,9 +108,12 @@ class Manifest:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError("not an airpack bundle manifest")
         version = d.get("formatVersion")
-        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ValueError(f"bundle format version {version!r} is newer than this airpack reads "
                              f"({FORMAT_VERSION}); upgrade airpack")
+        if version < FORMAT_VERSION:  # format 1 was written by pre-release builds only: nothing to migrate
+            raise ValueError(f"bundle format version {version} was written by a pre-release airpack; rebuild "
+                             "the bundle with this one")
         known = {"format", "formatVersion", "name", "version", "created", "airpackVersion", "spec", "lock",
                  "files", "images", "deploy", "plan", "checks"}
         return cls(

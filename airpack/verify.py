@@ -202,12 +202,9 @@ def _check_files(bundle: Path, listed: dict[str, str], manifest: Manifest | None
 
 def checks_for(path: Path, rel: str, size: int, sha: str, entry: Entry | None) -> list[RangeCheck]:
     """The jobs that prove the file ``rel`` (``size`` bytes, signed ``sha``): per chunk where the inventory
-    gives chaining values (format 2) or chunk digests (format 1), else one for the whole file."""
+    gives chaining values, else one for the whole file."""
     if entry is not None and entry.chain and entry.sha256 == sha:
         return chain_checks(path, rel, size, sha, entry.chunk_size, entry.chain)
-    if entry is not None and entry.chunks and entry.sha256 == sha:  # format 1: a digest per chunk
-        return [RangeCheck(path, rel, off, min(entry.chunk_size, size - off), digest)
-                for off, digest in zip(range(0, size, entry.chunk_size), entry.chunks, strict=False)]
     return [RangeCheck(path, rel, 0, size, sha)]
 
 

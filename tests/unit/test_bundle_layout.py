@@ -43,8 +43,7 @@ def test_parse_sums_round_trips_and_flags_every_bad_line() -> None:
 def _manifest(**kw) -> Manifest:
     base = {"name": "m", "version": "1.0.0", "created": "2023-11-14T22:13:20Z", "airpack_version": "0.1.0",
             "spec": {"name": "m"}, "lock": {"lockVersion": 1},
-            "files": (Entry("model/w", 200, H, "model", 64, (H, H, H)), Entry("model/c", 1, H, "model"),
-                      Entry("model/v1", 130, H, "model", 64, chunks=(H, H, H)))}
+            "files": (Entry("model/w", 200, H, "model", 64, (H, H, H)), Entry("model/c", 1, H, "model"))}
     base.update(kw)
     return Manifest(**base)
 
@@ -54,7 +53,6 @@ def test_manifest_round_trips_and_keeps_unknown_keys() -> None:
     d = json.loads(m.to_json())
     assert d["format"] == "airpack-bundle" and d["formatVersion"] == FORMAT_VERSION and d["sbom"] == {"x": 1}
     assert d["files"][0]["chunks"] == {"size": 64, "chain": [H, H, H]} and "chunks" not in d["files"][1]
-    assert d["files"][2]["chunks"] == {"size": 64, "sha256": [H, H, H]}  # a format-1 entry, as read
     again = Manifest.from_json(m.to_json())
     assert again == m and again.extra == {"sbom": {"x": 1}} and again.to_json() == m.to_json()
 
@@ -70,7 +68,7 @@ def test_manifest_round_trips_and_keeps_unknown_keys() -> None:
     (lambda d: d["files"][0]["chunks"].update(size=0), "does not cover"),
     (lambda d: d["files"][0]["chunks"].update(size=50), "does not cover"),  # 4 chunks, but not whole blocks
     (lambda d: d["files"][0]["chunks"]["chain"].__setitem__(0, "X" * 64), "does not cover"),
-    (lambda d: d["files"][2]["chunks"]["sha256"].pop(), "does not cover its 130 bytes"),
+    (lambda d: d.update(formatVersion=1), "written by a pre-release airpack; rebuild"),  # format 1: dropped
 ])
 def test_manifest_rejects_malformed(mutate, message: str) -> None:
     d = json.loads(_manifest().to_json())
@@ -134,7 +132,7 @@ def test_large_files_carry_chunk_chaining_values(bundle: Path) -> None:
     m = Manifest.from_json((bundle / "airpack.json").read_bytes())
     big = next(e for e in m.files if e.path == "model/model.safetensors")
     data = (bundle / big.path).read_bytes()
-    assert len(data) > 4 * CHUNK and big.chunk_size == CHUNK and not big.chunks
+    assert len(data) > 4 * CHUNK and big.chunk_size == CHUNK
     assert big.chain == sha256_ref.chain_values(data, CHUNK)  # an independent SHA-256 agrees
     small = [e for e in m.files if e.path != big.path]
     assert all(e.chain == () and e.chunk_size == 0 for e in small)

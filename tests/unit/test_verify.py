@@ -279,13 +279,12 @@ def _as_format_1(doc: dict, bundle: Path) -> None:
                                                     for o in range(0, len(data), size)]}
 
 
-def test_a_format_1_bundle_still_verifies_chunk_by_chunk(bundle: Path, keys, ctx: tamper.Context) -> None:
+def test_a_format_1_bundle_is_refused_with_a_rebuild_hint(bundle: Path, keys) -> None:
+    """Format 1 came from pre-release builds only (issue #15): it is refused, signed or not, and says why."""
     _rewrite_manifest(bundle, keys.ecdsa.private, lambda doc: _as_format_1(doc, bundle))
-    vb = verify_bundle(bundle, [keys.ecdsa.public])
-    assert vb.manifest.format_version == 1
-    assert next(e for e in vb.manifest.files if e.path == tamper.BIG).chunks
-    tamper.chunk_changed(bundle, ctx)
-    assert problems_of(bundle, keys) == {("modified", tamper.BIG)}
+    with pytest.raises(VerificationError) as info:
+        verify_bundle(bundle, [keys.ecdsa.public])
+    assert any(p.kind == "bad-manifest" and "pre-release airpack; rebuild" in p.detail for p in info.value.problems)
 
 
 def test_a_signed_chain_value_that_is_wrong_fails(bundle: Path, keys) -> None:
