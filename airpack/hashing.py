@@ -190,7 +190,7 @@ def copy_and_hash(
 class RangeCheck:
     """One unit of parallel verification: bytes [offset, offset+length) of ``path`` must hash to ``expect``.
 
-    ``start`` None: a fresh SHA-256 over the range, finalised (a whole file, or a format-1 chunk digest).
+    ``start`` None: a fresh SHA-256 over the range, finalised (a whole file).
     ``start`` a chaining value (or None at offset 0) with ``final`` False: the state after the range must be
     the chaining value ``expect``; with ``final`` True the finished digest must be ``expect``.
     ``base``: the file offset at which ``path`` starts (a piece of a file split across volumes), so the bytes
