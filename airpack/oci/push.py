@@ -24,7 +24,8 @@ from airpack.lock import LockedImage
 from airpack.oci.auth import RegistryOptions
 from airpack.oci.layout import OciLayout
 from airpack.oci.manifest import Descriptor
-from airpack.oci.reference import site_repository, split_site_registry
+from airpack.oci.modelpack import Artifact
+from airpack.oci.reference import model_repository, site_repository, site_tag, split_site_registry
 from airpack.oci.registry import RegistryClient, check_status
 
 Progress = Callable[[int], None]
@@ -127,6 +128,23 @@ def push_layout(
             out.append(pusher.manifest(repo, reference, found.descriptor.media_type, found.raw,
                                        found.descriptor.digest))
     return out
+
+
+def push_model(artifact: Artifact, model_dir: Path, registry: str, name: str, version: str, *,
+               options: RegistryOptions | None = None, chunk_size: int = DEFAULT_CHUNK,
+               progress: Progress | None = None, retries: int = 3) -> str:
+    """Push a ModelPack artifact to ``REGISTRY/<name>:<version>``: each raw layer from its file under
+    ``model_dir`` (the registry checks each upload against the layer's digest, the file's signed sha256), then
+    the config and the manifest. Returns ``host/prefix/name@sha256:…``."""
+    host, prefix = split_site_registry(registry)
+    repo, tag = model_repository(prefix, name), site_tag(version)
+    with RegistryClient(host, options) as client:
+        pusher = Pusher(client, chunk_size=chunk_size, progress=progress, retries=retries)
+        for layer in artifact.layers:
+            pusher.blob(repo, Blob(layer.descriptor, model_dir / layer.file.path))
+        pusher.blob_bytes(repo, artifact.config_descriptor, artifact.config)
+        return pusher.manifest(repo, tag, artifact.manifest_descriptor.media_type, artifact.manifest,
+                               artifact.manifest_descriptor.digest)
 
 
 def _push_blob(client: RegistryClient, path: Path, repo: str, blob: Descriptor, pushed: dict[str, str],

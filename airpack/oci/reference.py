@@ -136,6 +136,24 @@ def site_repository(prefix: str, source: str) -> str:
     return f"{prefix}/{path}" if prefix else path
 
 
+def model_repository(prefix: str, name: str) -> str:
+    """Where the model artifact of bundle ``name`` goes: ``PREFIX/<name, lowercased>`` (the same rule, with the
+    bundle's name as the path)."""
+    path = name.lower()
+    if not _REPO_RE.match(path):
+        raise UsageError(f"bundle name {name!r} is not a registry repository name",
+                         hint="repository names are lowercase letters, digits and . _ - separators")
+    return f"{prefix}/{path}" if prefix else path
+
+
+def site_tag(version: str) -> str:
+    """A bundle version as a tag (``+`` is not allowed in tags: it becomes ``-``)."""
+    tag = version.replace("+", "-")
+    if not _TAG_RE.match(tag):
+        raise UsageError(f"version {version!r} cannot be a registry tag")
+    return tag
+
+
 def site_reference(registry: str, source: str, digest: str) -> str:
     """``HOST[:PORT][/PREFIX]/<path>@<digest>``: where ``airpack push --registry`` puts the image ``source``
     pinned at ``digest``, and what the Kubernetes manifests rendered for ``--registry`` name."""
