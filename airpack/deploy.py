@@ -7,6 +7,7 @@ from typing import Any
 
 from airpack.errors import BuildError
 from airpack.lock import Lock
+from airpack.oci.reference import site_path
 from airpack.profiles import get_profile
 from airpack.profiles.context import DeployContext
 from airpack.profiles.launch import CustomEngine
@@ -38,7 +39,7 @@ def deploy_context(spec: Spec, lock: Lock, images: list[dict[str, Any]]) -> Depl
         # The image ID (the signed config digest), never the mutable airpack.local tag: what runs is what was
         # verified, as with the docker target.
         image_local=str(image["configDigest"]),
-        image_registry=f"{image['repository']}@{image['manifestDigest']}",
+        image_registry=f"{site_path(image['repository'])}@{image['manifestDigest']}",
         model_files=files, served_name=rt.served_name or spec.name, gpus=spec.target.gpus, main_gguf=main_gguf,
         context_length=rt.context, tensor_parallel=rt.tensor_parallel, memory_fraction=rt.memory_fraction,
         quantization=(lock.model.quant or {}).get("method") if lock.model.quant else None,

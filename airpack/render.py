@@ -24,14 +24,14 @@ import yaml
 from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from airpack.errors import BuildError, SpecError
+from airpack.errors import BuildError, SpecError, UsageError
+from airpack.oci.reference import split_site_registry
 from airpack.profiles import view
 from airpack.profiles.context import DeployContext
 from airpack.spec import DEPLOY_FORMATS
 
 HOST_PARAMS = ("prefix", "port", "bind", "gpus", "registry", "api_key_file", "network")
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+@=-]*$")
-_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)*$")
 
 
 def templates_dir() -> Path:
@@ -70,12 +70,22 @@ class HostParams:
             raise SpecError(f"host.bind: {self.bind!r} is not an IP address") from None
         if "%" in self.bind:
             raise SpecError(f"host.bind: {self.bind!r}: scoped IPv6 addresses are not supported")
-        if self.registry is not None and not _REGISTRY.match(self.registry):
+        if self.registry is not None and not _site_registry(self.registry):
             raise SpecError(
                 f"host.registry: {self.registry!r} is not a registry prefix like reg.local:5000/ai"
             )
         if self.network not in ("bridge", "host"):
             raise SpecError(f"host.network: {self.network!r} is not 'bridge' or 'host'")
+
+
+def _site_registry(registry: str) -> bool:
+    """``HOST[:PORT][/PREFIX]`` by the one naming rule (``airpack.oci.reference``), pasted as is: no slash
+    at either end."""
+    try:
+        split_site_registry(registry)
+    except UsageError:
+        return False
+    return registry == registry.strip("/")
 
 
 def default_host_params(name: str, *, gpus: int = 0, port: int = 8000, **overrides: Any) -> HostParams:

@@ -70,21 +70,23 @@ def load(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
 
 
 def _push_impl(bundle: Path, keys: list[Path], registry: str, progress: bool) -> dict[str, Any]:
-    from airpack.install.images import push_images  # noqa: PLC0415
+    from airpack.install.images import push_images, push_model  # noqa: PLC0415
 
     with live(progress) as (reporter, _):
         vb = _verified(bundle, keys, reporter)
         refs = push_images(vb, registry, reporter)
-    return {"bundle": str(bundle), "registry": registry, "images": refs}
+        model = push_model(vb, registry, reporter)
+    return {"bundle": str(bundle), "registry": registry, "images": refs, "model": model}
 
 
 @app.command()
 def push(bundle: BundleArg, key: PubKeyOpt,
          registry: Annotated[str, typer.Option("--registry", metavar="REGISTRY", help="HOST[:PORT][/PREFIX] of the internal registry.")],
          as_json: JsonOpt = False) -> None:
-    """Verify the bundle, then push its images, byte for byte, to an internal registry."""
+    """Verify the bundle, then push its images and its model (a ModelPack artifact), byte for byte, to an
+    internal registry."""
     _run("push", as_json, lambda: _push_impl(bundle, key, registry, not as_json),
-         lambda r: result("\n".join(f"pushed {ref}" for ref in r["images"])))
+         lambda r: result("\n".join([*(f"pushed {ref}" for ref in r["images"]), f"pushed model {r['model']}"])))
 
 
 class _Document(Protocol):

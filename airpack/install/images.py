@@ -1,14 +1,18 @@
-"""A verified bundle's images into an engine (``airpack load``) or an internal registry (``airpack push``)."""
+"""A verified bundle's images into an engine (``airpack load``) or an internal registry (``airpack push``, with the
+model as a ModelPack artifact beside them)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airpack.bundle_layout import IMAGES_DIR
+from airpack.bundle_layout import IMAGES_DIR, MODEL_DIR
 from airpack.errors import InstallError
 from airpack.lock import Lock, LockedImage
 from airpack.progress import Reporter, Silent
 from airpack.verify import VerifiedBundle
+
+if TYPE_CHECKING:
+    from airpack.oci.modelpack import Artifact
 
 
 def locked_images(verified: VerifiedBundle) -> list[LockedImage]:
@@ -49,3 +53,29 @@ def push_images(verified: VerifiedBundle, registry: str, reporter: Reporter | No
     refs = push_layout(verified.path / IMAGES_DIR, images, registry, progress=advance)
     reporter.done(advance)
     return refs
+
+
+def model_artifact(verified: VerifiedBundle) -> Artifact:
+    """The bundle's model as a ModelPack artifact (:mod:`airpack.oci.modelpack`), from the signed inventory."""
+    from airpack.oci.modelpack import ModelFile, build_artifact, info_from_bundle  # noqa: PLC0415
+
+    m = verified.manifest
+    files = [ModelFile(e.path.removeprefix(f"{MODEL_DIR}/"), e.size, e.sha256) for e in m.files
+             if e.path.startswith(f"{MODEL_DIR}/")]
+    if not files:
+        raise InstallError(f"{m.name} {m.version} carries no model files to push")
+    return build_artifact(files, info_from_bundle(m.name, m.version, m.created, m.lock, m.plan))
+
+
+def push_model(verified: VerifiedBundle, registry: str, reporter: Reporter | None = None) -> str:
+    """Push the model as a ModelPack artifact to ``registry``/<bundle name>, tagged with the bundle version;
+    returns ``host/prefix/name@sha256:…`` (the artifact's manifest digest)."""
+    from airpack.oci.push import push_model as push  # noqa: PLC0415
+
+    artifact = model_artifact(verified)
+    reporter = reporter or Silent()
+    advance = reporter.task("pushing model", sum(ly.file.size for ly in artifact.layers))
+    ref: str = push(artifact, verified.path / MODEL_DIR, registry, verified.manifest.name,
+                    verified.manifest.version, progress=advance)
+    reporter.done(advance)
+    return ref

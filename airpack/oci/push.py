@@ -1,7 +1,8 @@
 """Push images from an OCI layout into an internal registry (distribution, Harbor), byte for byte.
 
-Repository paths keep their source path under an optional prefix (``reg:5000/mirror`` +
-``library/busybox`` → ``reg:5000/mirror/library/busybox``); tags and manifest digests are kept. Blobs the
+Repository paths follow the one naming rule (:func:`airpack.oci.reference.site_reference`): the source path
+under an optional prefix (``reg:5000/mirror`` + ``docker.io/library/busybox`` →
+``reg:5000/mirror/library/busybox``); tags and manifest digests are kept. Blobs the
 registry already has are skipped (HEAD); blobs pushed to another repository in the same run are mounted;
 large blobs go in chunks (``PATCH`` with ``Content-Range``), and an interrupted chunk is resumed from the
 offset the registry reports (``GET`` on the upload URL), not from zero.
@@ -13,16 +14,18 @@ import io
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from airpack._fs import open_regular
-from airpack.errors import FetchError, UsageError
+from airpack.errors import FetchError
 from airpack.lock import LockedImage
 from airpack.oci.auth import RegistryOptions
 from airpack.oci.layout import OciLayout
 from airpack.oci.manifest import Descriptor
-from airpack.oci.reference import parse_reference
+from airpack.oci.modelpack import Artifact
+from airpack.oci.reference import model_repository, site_repository, site_tag, split_site_registry
 from airpack.oci.registry import RegistryClient, check_status
 
 Progress = Callable[[int], None]
@@ -57,43 +60,94 @@ class _Slice(io.RawIOBase):
         return self._pos
 
 
-def split_target(registry: str) -> tuple[str, str]:
-    host, _, prefix = registry.strip("/").partition("/")
-    if not host or " " in registry:
-        raise UsageError(f"registry {registry!r}: expected HOST[:PORT][/PREFIX]")
-    return host, prefix
+@dataclass(frozen=True)
+class Blob:
+    """A blob to upload: its descriptor and the file that holds exactly its bytes (from offset 0)."""
+
+    descriptor: Descriptor
+    path: Path
+
+
+class Pusher:
+    """One registry session: blobs (skipped when present, mounted when pushed to another repository in this
+    session, else uploaded in resumable chunks) and manifests, byte for byte."""
+
+    def __init__(self, client: RegistryClient, *, chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None,
+                 retries: int = 3) -> None:
+        self.client, self.chunk_size, self.progress, self.retries = client, chunk_size, progress, retries
+        self.pushed: dict[str, str] = {}  # blob digest -> a repository that has it (for cross-repo mounts)
+
+    def blob(self, repo: str, blob: Blob) -> None:
+        _push_blob(self.client, blob.path, repo, blob.descriptor, self.pushed, self.chunk_size, self.progress,
+                   self.retries)
+        self.pushed.setdefault(blob.descriptor.digest, repo)
+
+    def blob_bytes(self, repo: str, descriptor: Descriptor, data: bytes) -> None:
+        """A small blob held in memory (a config); its digest is checked by the registry on upload."""
+        client = self.client
+        if client.blob_exists(repo, descriptor.digest, actions="pull,push"):
+            return
+        resp = client.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo, actions="pull,push")
+        check_status(resp, (202,), f"{client.registry}/{repo}: starting upload of {descriptor.digest}")
+        resp = client.request("PUT", "", url=client.absolute(resp.headers["Location"]),
+                              params={"digest": descriptor.digest}, repo=repo, actions="pull,push", body=data,
+                              headers={"Content-Type": "application/octet-stream"})
+        check_status(resp, (201,), f"{client.registry}/{repo} blob {descriptor.digest}: upload")
+        self.pushed.setdefault(descriptor.digest, repo)
+
+    def manifest(self, repo: str, reference: str, media_type: str, raw: bytes, digest: str) -> str:
+        """PUT the manifest under ``reference`` (a tag or its digest); returns ``host/repo@digest``."""
+        host = self.client.registry
+        resp = self.client.request("PUT", f"/v2/{repo}/manifests/{reference}", repo=repo, actions="pull,push",
+                                   headers={"Content-Type": media_type}, body=raw)
+        check_status(resp, (201, 200), f"{host}/{repo}:{reference}: manifest upload")
+        got = resp.headers.get("Docker-Content-Digest")
+        if got and got != digest:
+            raise FetchError(f"{host}/{repo}: registry stored manifest {got}, not {digest}",
+                             hint="the registry rewrote the manifest; it cannot keep signed digests")
+        return f"{host}/{repo}@{digest}"
 
 
 def push_layout(
     layout_dir: Path, images: list[LockedImage], registry: str, *, options: RegistryOptions | None = None,
     chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None, retries: int = 3,
 ) -> list[str]:
-    """Push ``images`` from the layout; returns ``host/prefix/repo@sha256:…`` for each, in order."""
-    host, prefix = split_target(registry)
+    """Push ``images`` from the layout; returns ``host/prefix/repo@sha256:…`` for each, in order (the one naming
+    rule: :func:`airpack.oci.reference.site_reference`)."""
+    host, prefix = split_site_registry(registry)
     layout = OciLayout(layout_dir)
     out: list[str] = []
-    pushed: dict[str, str] = {}  # blob digest -> a repository that has it (for cross-repo mounts)
     with RegistryClient(host, options) as client:
+        pusher = Pusher(client, chunk_size=chunk_size, progress=progress, retries=retries)
         for locked in images:
             found = layout.find(locked)
-            src = parse_reference(locked.ref)
-            repo = f"{prefix}/{src.repository}" if prefix else src.repository
+            repo = site_repository(prefix, locked.ref)
             for blob in {b.digest: b for b in found.manifest.blobs}.values():
-                _push_blob(client, layout, repo, blob, pushed, chunk_size, progress, retries)
-                pushed.setdefault(blob.digest, repo)
+                pusher.blob(repo, Blob(blob, layout.blob_path(blob.digest)))
             reference = locked.tag or found.descriptor.digest
-            resp = client.request("PUT", f"/v2/{repo}/manifests/{reference}", repo=repo, actions="pull,push",
-                                  headers={"Content-Type": found.descriptor.media_type}, body=found.raw)
-            check_status(resp, (201, 200), f"{host}/{repo}:{reference}: manifest upload")
-            got = resp.headers.get("Docker-Content-Digest")
-            if got and got != found.descriptor.digest:
-                raise FetchError(f"{host}/{repo}: registry stored manifest {got}, not {found.descriptor.digest}",
-                                 hint="the registry rewrote the manifest; it cannot keep signed digests")
-            out.append(f"{host}/{repo}@{found.descriptor.digest}")
+            out.append(pusher.manifest(repo, reference, found.descriptor.media_type, found.raw,
+                                       found.descriptor.digest))
     return out
 
 
-def _push_blob(client: RegistryClient, layout: OciLayout, repo: str, blob: Descriptor, pushed: dict[str, str],
+def push_model(artifact: Artifact, model_dir: Path, registry: str, name: str, version: str, *,
+               options: RegistryOptions | None = None, chunk_size: int = DEFAULT_CHUNK,
+               progress: Progress | None = None, retries: int = 3) -> str:
+    """Push a ModelPack artifact to ``REGISTRY/<name>:<version>``: each raw layer from its file under
+    ``model_dir`` (the registry checks each upload against the layer's digest, the file's signed sha256), then
+    the config and the manifest. Returns ``host/prefix/name@sha256:…``."""
+    host, prefix = split_site_registry(registry)
+    repo, tag = model_repository(prefix, name), site_tag(version)
+    with RegistryClient(host, options) as client:
+        pusher = Pusher(client, chunk_size=chunk_size, progress=progress, retries=retries)
+        for layer in artifact.layers:
+            pusher.blob(repo, Blob(layer.descriptor, model_dir / layer.file.path))
+        pusher.blob_bytes(repo, artifact.config_descriptor, artifact.config)
+        return pusher.manifest(repo, tag, artifact.manifest_descriptor.media_type, artifact.manifest,
+                               artifact.manifest_descriptor.digest)
+
+
+def _push_blob(client: RegistryClient, path: Path, repo: str, blob: Descriptor, pushed: dict[str, str],
                chunk_size: int, progress: Progress | None, retries: int) -> None:
     if client.blob_exists(repo, blob.digest, actions="pull,push"):
         return
@@ -103,7 +157,6 @@ def _push_blob(client: RegistryClient, layout: OciLayout, repo: str, blob: Descr
         return  # mounted
     check_status(resp, (202,), f"{client.registry}/{repo}: starting upload of {blob.digest}")
     location = client.absolute(resp.headers["Location"])
-    path = layout.blob_path(blob.digest)
     where = f"{client.registry}/{repo} blob {blob.digest}"
     with os.fdopen(open_regular(path), "rb") as fh:  # no link, no FIFO; reads stop at the blob's size
         if blob.size <= chunk_size:

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from airpack.errors import SourceError
+from airpack.errors import SourceError, UsageError
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"  # docker.io is a name, not a host that serves the API
@@ -104,6 +104,63 @@ def parse_reference(ref: str) -> Reference:
     if tag is None and digest is None:
         tag = "latest"
     return Reference(registry, path, tag, digest)
+
+
+# ---- where an image goes in the site's registry -----------------------------------------------------------
+# One rule for every site-registry reference airpack writes (``airpack push``, the Kubernetes manifests, the
+# model artifact): ``HOST[:PORT][/PREFIX]`` + the source repository without its source registry host.
+# ``docker.io/library/busybox`` → ``reg:5000/ai/library/busybox``; ``ghcr.io/ggml-org/llama.cpp`` →
+# ``reg:5000/ai/ggml-org/llama.cpp``; ``127.0.0.1:5000/team/app`` → ``reg:5000/ai/team/app``. Always by digest.
+_SITE_PREFIX_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+
+
+def split_site_registry(registry: str) -> tuple[str, str]:
+    """``HOST[:PORT][/PREFIX]`` → (host, prefix); a ``UsageError`` naming the text when it is not one."""
+    host, _, prefix = registry.strip("/").partition("/")
+    if not host or any(c.isspace() for c in registry) or not _HOST_RE.match(host) or (
+            prefix and not _SITE_PREFIX_RE.match(prefix)):
+        raise UsageError(f"registry {registry!r}: expected HOST[:PORT][/PREFIX]",
+                         hint="e.g. reg.local:5000/ai (the prefix is lowercase letters, digits and . _ -)")
+    return host, prefix
+
+
+def site_path(source: str) -> str:
+    """The repository path in the site registry, below its prefix: ``source`` (an image reference or a
+    ``registry/repository`` name) without its registry host."""
+    return parse_reference(source).repository
+
+
+def site_repository(prefix: str, source: str) -> str:
+    """``PREFIX/<site_path>`` (or just the path without a prefix)."""
+    path = site_path(source)
+    return f"{prefix}/{path}" if prefix else path
+
+
+def model_repository(prefix: str, name: str) -> str:
+    """Where the model artifact of bundle ``name`` goes: ``PREFIX/<name, lowercased>`` (the same rule, with the
+    bundle's name as the path)."""
+    path = name.lower()
+    if not _REPO_RE.match(path):
+        raise UsageError(f"bundle name {name!r} is not a registry repository name",
+                         hint="repository names are lowercase letters, digits and . _ - separators")
+    return f"{prefix}/{path}" if prefix else path
+
+
+def site_tag(version: str) -> str:
+    """A bundle version as a tag (``+`` is not allowed in tags: it becomes ``-``)."""
+    tag = version.replace("+", "-")
+    if not _TAG_RE.match(tag):
+        raise UsageError(f"version {version!r} cannot be a registry tag")
+    return tag
+
+
+def site_reference(registry: str, source: str, digest: str) -> str:
+    """``HOST[:PORT][/PREFIX]/<path>@<digest>``: where ``airpack push --registry`` puts the image ``source``
+    pinned at ``digest``, and what the Kubernetes manifests rendered for ``--registry`` name."""
+    host, prefix = split_site_registry(registry)
+    if not _DIGEST_RE.match(digest):
+        raise SourceError(f"image {source!r}: digest {digest!r} is not sha256:<64 lowercase hex>")
+    return f"{host}/{site_repository(prefix, source)}@{digest}"
 
 
 def is_loopback(host: str) -> bool:

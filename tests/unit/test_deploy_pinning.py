@@ -40,4 +40,5 @@ def test_compose_and_systemd_run_the_image_id_not_the_mutable_tag(tmp_path: Path
     for text in (compose, unit, quadlet):
         assert "airpack.local" not in text
     deployment = files["kubernetes/deployment.yaml"].decode()
-    assert f"ghcr.io/ggml-org/llama.cpp@{MANIFEST}" in deployment  # Kubernetes pulls by manifest digest
+    # Kubernetes pulls by manifest digest, from where ``airpack push --registry`` put it (the one naming rule)
+    assert f'image: "reg.local:5000/ggml-org/llama.cpp@{MANIFEST}"' in deployment

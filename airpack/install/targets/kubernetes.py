@@ -8,13 +8,15 @@ previous version, so ``airpack rollback`` gives (or runs) the ``kubectl apply`` 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from airpack._fs import atomic_write_bytes
-from airpack.errors import AirpackError
+from airpack.errors import AirpackError, InstallError
 from airpack.install import host, versions
 from airpack.install.doctor import DoctorReport
 from airpack.install.health import SmokeResult
@@ -23,6 +25,7 @@ from airpack.install.targets import commands as tr
 from airpack.install.targets import common
 from airpack.install.targets.base import Done, Plan, Removal
 from airpack.install.versions import Pending, Record, Rollback
+from airpack.oci.reference import site_reference
 from airpack.progress import Event, Reporter
 
 KEY_MANIFEST = "kubernetes/secret-api-key.yaml"  # the Secret that holds the API key
@@ -52,6 +55,34 @@ def delete_commands(prefix: Path, record: Record,
         return [], False
     folder = manifests(prefix, record.active or "")
     return tr.kubectl_delete_commands(folder), bool(st.extra.get("applied")) and shutil.which("kubectl") is not None
+
+
+def _images(doc: Any) -> Iterator[str]:
+    """Every ``image:`` of a container (or init container) in a Kubernetes document."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key == "image" and isinstance(value, str):
+                yield value
+            else:
+                yield from _images(value)
+    elif isinstance(doc, list):
+        for item in doc:
+            yield from _images(item)
+
+
+def check_images(rendered: Mapping[str, bytes], registry: str, images: Iterable[Mapping[str, Any]]) -> None:
+    """Every image the rendered manifests name is one ``airpack push --registry`` puts in the site registry
+    (the one naming rule, :func:`airpack.oci.reference.site_reference`): refused before anything is written."""
+    pushed = {site_reference(registry, str(i["repository"]), str(i.get("manifestDigest") or i["digest"]))
+              for i in images}
+    for rel, data in sorted(rendered.items()):
+        if not rel.endswith(".yaml"):
+            continue
+        for ref in (r for doc in yaml.safe_load_all(data) for r in _images(doc)):
+            if ref not in pushed:
+                raise InstallError(f"deploy/{rel} names image {ref}, which 'airpack push --registry {registry}' "
+                                   "does not push", hint="the bundle was built by an airpack that named site-registry "
+                                   "images by their source host: rebuild it with this one")
 
 
 class Kubernetes:
@@ -86,6 +117,7 @@ class Kubernetes:
               phase: Callable[[str], None]) -> list[str]:
         """A new version: weights (re-hashed) and files, then renamed; one installed already (kept or active)
         keeps its weights where the node reads them and gets its files again."""
+        check_images(plan.rendered, str(plan.params.registry), plan.verified.manifest.images)
         if versions.read_version(plan.prefix, plan.vid) is None:
             versions.clean_partials(plan.prefix)
             versions.stage(plan.prefix, plan.vid, plan.verified, plan.rendered, reporter)
