@@ -179,3 +179,17 @@ def test_ollama_needs_no_api_key_at_render_and_install(tmp_path: Path, verified:
     assert not versions.version_dir(prefix, versions.version_id(vb.manifest.version, vb.sums_sha256)).exists()
     r = render(vb, RenderOptions(target="compose", out=tmp_path / "o", api_key=False))
     assert "compose.yaml" in r.files and r.api_key_file is None
+
+
+def test_cli_json_names_the_target_and_the_files(tmp_path: Path, vllm: VerifiedBundle,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import airpack.cli.render_cmd as cmd
+
+    monkeypatch.setattr(cmd, "_verified", lambda bundle, keys, reporter: vllm)  # the verified bundle, as given
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["render", str(vllm.path), "--key", "k.pub", "--target", "systemd", "--out",
+                                   str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)["data"]
+    assert data["target"] == "systemd"
+    assert data["files"] == sorted(_tree(out)) == ["systemd/airpack-m.container", "systemd/airpack-m.service"]
