@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from airpack import __version__
-from airpack.cli import build_side, bundles, far_side  # noqa: F401 - registers the commands on ``app``
+from airpack.cli import build_side, bundles, far_side, render_cmd  # noqa: F401 - registers the commands on ``app``
 from airpack.cli.common import app
 from airpack.cli_output import err
 from airpack.errors import EXIT_ERROR

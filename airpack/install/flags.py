@@ -1,9 +1,11 @@
-"""Which ``install`` flags apply to which target: a flag that would silently do nothing is refused (exit 2)."""
+"""Which ``install`` flags apply to which target: a flag that would silently do nothing is refused (exit 2); so
+is an API key for a runtime that cannot require one."""
 
 from __future__ import annotations
 
 from airpack.errors import RefusedError
 from airpack.install import targets
+from airpack.profiles.context import DeployContext
 
 
 def check_install_flags(target: str, *, registry: str | None, apply: bool, show_diff: bool) -> None:
@@ -17,3 +19,9 @@ def check_install_flags(target: str, *, registry: str | None, apply: bool, show_
                 if "--show-diff" in ignored else "leave it out")
         raise RefusedError(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to "
                            f"--target {target} ({where})", hint=hint)
+
+
+def check_api_key(ctx: DeployContext, api_key: bool, *, verb: str = "install") -> None:
+    """Refuse an API key for a runtime that cannot require one (Ollama), before anything is changed."""
+    if api_key and (reason := ctx.api_key_refusal) is not None:
+        raise RefusedError(f"{reason}: {verb} with --no-api-key and put an authenticating proxy in front of it")

@@ -25,6 +25,7 @@ from airpack.errors import AirpackError, HealthError, RefusedError
 from airpack.install import audit, engine, host, lifecycle, model_update, targets, versions
 from airpack.install.deploy_files import signed_deploy
 from airpack.install.doctor import DoctorReport, doctor, failed_checks
+from airpack.install.flags import check_api_key
 from airpack.install.options import InstallOptions
 from airpack.install.remove import prune
 from airpack.install.results import InstallResult
@@ -82,6 +83,7 @@ def _plan(verified: VerifiedBundle, options: InstallOptions, target: Target, pre
                         gpus=rt.spec.target.gpus, network=options.network, registry=options.registry,
                         api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None)
     ctx = deploy_context(rt.spec, rt.lock, rt.images)
+    check_api_key(ctx, options.api_key)
     chosen = target.deploy_files(signed_deploy(verified.path, m))
     diff = ""
     if "--show-diff" in target.flags:

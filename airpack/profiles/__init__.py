@@ -72,6 +72,8 @@ class RuntimeProfile:
     api_key_file_flag: str | None = None  # best: the key never appears in argv or env
     api_key_env: str | None = None
     api_key_flag: str | None = None
+    # Why an engine without any of the three cannot require a key; install refuses one (exit 2) with this reason.
+    no_api_key: str | None = None
     formats: frozenset[str] = frozenset()
     writes_model_dir: str | None = None  # why the engine needs to write where the weights are, if it does
     offline_env: tuple[tuple[str, str], ...] = COMMON_OFFLINE_ENV
@@ -195,6 +197,7 @@ PROFILES: dict[str, RuntimeProfile] = {
         context_env="OLLAMA_CONTEXT_LENGTH",  # the default depends on VRAM: always set
         listen_env="OLLAMA_HOST",
         # No API key support in Ollama (the guide lists none): installing with a key file is refused.
+        no_api_key="Ollama has no API key of its own",
         formats=frozenset({"gguf"}),  # single-file GGUF only (sharded: ollama#5245)
         writes_model_dir=None,  # it copies the GGUF into its own store, never writes the weights folder
         offline_env=(

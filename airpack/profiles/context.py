@@ -59,6 +59,15 @@ class DeployContext:
         """A DNS-label form of the name for container, unit and Kubernetes object names."""
         return re.sub(r"[^a-z0-9-]+", "-", self.name.lower()).strip("-")[:40].strip("-")
 
+    @property
+    def api_key_refusal(self) -> str | None:
+        """Why this runtime cannot require an API key (install needs ``--no-api-key``); None: it can."""
+        if self.custom is not None:
+            return None if self.custom.api_key_file_flag else "the custom runtime names no api_key_file_flag"
+        if self.profile.api_key_supported:
+            return None
+        return self.profile.no_api_key or f"engine {self.profile.engine} has no API key of its own"
+
 
 def _check_context(c: DeployContext) -> None:
     p = c.profile
