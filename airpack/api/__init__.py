@@ -10,7 +10,7 @@ Either side of the gap::
 
 Far side, on the host (from :mod:`airpack.install`, loaded on first use)::
 
-    install → status → rollback → uninstall
+    install → status → rollback → uninstall        (render: the deploy files alone, for GitOps)
 
 Every verb takes paths, keys and typed options, never prints, reports progress only through the
 :class:`~airpack.progress.Reporter` passed as ``reporter`` (default: none), raises
@@ -56,6 +56,7 @@ from airpack.api.bundles import (
 # `import airpack.api` (and the CLI's start-up) does not load the install stage.
 _INSTALL = ("InstallOptions", "InstallResult", "RollbackResult", "StatusReport", "UninstallResult", "install",
             "rollback", "status", "uninstall")
+_RENDER = ("RenderOptions", "RenderResult", "render")
 
 
 def __getattr__(name: str) -> Any:
@@ -63,6 +64,10 @@ def __getattr__(name: str) -> Any:
         import airpack.install  # noqa: PLC0415
 
         return getattr(airpack.install, name)
+    if name in _RENDER:
+        from airpack.install import render_files  # noqa: PLC0415
+
+        return getattr(render_files, name)
     raise AttributeError(f"module 'airpack.api' has no attribute {name!r}")
 
 
@@ -75,6 +80,8 @@ __all__ = [
     "JoinResult",
     "KeygenResult",
     "LockResult",
+    "RenderOptions",
+    "RenderResult",
     "RollbackResult",
     "SignResult",
     "SplitResult",
@@ -92,6 +99,7 @@ __all__ = [
     "load_spec",
     "lock",
     "plan",
+    "render",
     "rollback",
     "sign",
     "signing_key",
