@@ -21,7 +21,6 @@ from typing import Any
 from airpack.errors import AirpackError, HealthError, InstallError
 from airpack.install import audit, engine, host, versions
 from airpack.install.doctor import DoctorReport
-from airpack.install.health import SmokeResult
 from airpack.install.images import load_images, original_tags
 from airpack.install.results import InstallResult, RollbackResult
 from airpack.install.targets import commands as tr
@@ -129,7 +128,7 @@ def _logs(base: Sequence[str], file: Path, project: str) -> str:
     return "\n".join(f"  | {line}" for line in lines) or "  | (no log output)"
 
 
-class Compose:
+class Compose(common.EngineContainer):
     name = "compose"
     local_engine = True
     container_engine = True
@@ -214,16 +213,6 @@ class Compose:
             extra={"prefix": str(prefix), "servedName": plan.ctx.served_name, "versionId": plan.vid,
                    "startPeriod": plan.health_timeout or float(cspec.start_period_s),
                    "composeProject": project, "composeFile": str(file), "composeCommand": base})
-
-    def check(self, st: host.InstallState, client: Any, say: Event,
-              on_healthy: Callable[[], None] | None = None) -> SmokeResult | None:
-        return common.check(st, say, lambda: engine.exited(client, st.container_id), on_healthy=on_healthy)
-
-    def finish(self, plan: Plan, st: host.InstallState) -> host.InstallState:
-        return st
-
-    def audit_fields(self, st: host.InstallState) -> dict[str, Any]:
-        return {}
 
     def result(self, done: Done) -> InstallResult:
         st = done.state

@@ -15,7 +15,7 @@ from typing import Any
 from airpack.errors import AirpackError, InstallError
 from airpack.install import audit, engine, host, model_update, versions
 from airpack.install.doctor import DoctorReport
-from airpack.install.health import SmokeResult, probe
+from airpack.install.health import probe
 from airpack.install.images import load_images, original_tags
 from airpack.install.results import InstallResult, RollbackResult
 from airpack.install.targets import common
@@ -79,7 +79,7 @@ def remove_containers(found: set[str], states: dict[str, host.InstallState], cli
     return [c for c in sorted(found | {st.container_id for st in states.values()}) if engine.remove(client, c)]
 
 
-class Docker:
+class Docker(common.EngineContainer):
     name = "docker"
     local_engine = True
     container_engine = True
@@ -154,16 +154,6 @@ class Docker:
                    model_update.RUNTIME_KEY: model_update.record(plan.runtime),
                    "startPeriod": plan.health_timeout or float(cspec.start_period_s),
                    "container": spec_to_dict(cspec)})
-
-    def check(self, st: host.InstallState, client: Any, say: Event,
-              on_healthy: Callable[[], None] | None = None) -> SmokeResult | None:
-        return common.check(st, say, lambda: engine.exited(client, st.container_id), on_healthy=on_healthy)
-
-    def finish(self, plan: Plan, st: host.InstallState) -> host.InstallState:
-        return st
-
-    def audit_fields(self, st: host.InstallState) -> dict[str, Any]:
-        return {}
 
     def result(self, done: Done) -> InstallResult:
         return self._result(done.plan, done.state, done.new_key, done.report, done.timings)
