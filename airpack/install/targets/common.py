@@ -21,21 +21,6 @@ from airpack.render import HostParams
 DEFAULT_START_S = 300.0
 
 
-class EngineContainer:
-    """What a target whose version runs as a container of the local engine (docker, compose) does after start:
-    health + smoke while the container is alive; nothing to finish, nothing to add to the audit line."""
-
-    def check(self, st: host.InstallState, client: Any, say: Event,
-              on_healthy: Callable[[], None] | None = None) -> SmokeResult | None:
-        return check(st, say, lambda: engine.exited(client, st.container_id), on_healthy=on_healthy)
-
-    def finish(self, plan: Plan, st: host.InstallState) -> host.InstallState:
-        return st
-
-    def audit_fields(self, st: host.InstallState) -> dict[str, Any]:
-        return {}
-
-
 def files_with(target: str, deploy: Mapping[str, bytes], prefixes: Iterable[str], main: str) -> dict[str, bytes]:
     """The deploy files under ``prefixes`` (paths relative to ``deploy/``); at least one must start with
     ``main`` (the target's own file or folder), else the bundle was not built for ``target``."""

@@ -22,18 +22,17 @@ from airpack.errors import AirpackError, HealthError, InstallError
 from airpack.install import audit, engine, host, versions
 from airpack.install.doctor import DoctorReport
 from airpack.install.images import load_images, original_tags
-from airpack.install.results import InstallResult, RollbackResult
+from airpack.install.results import InstallResult
 from airpack.install.targets import commands as tr
 from airpack.install.targets import common
 from airpack.install.targets.base import Done, Plan, Removal
 from airpack.install.targets.docker import (
+    EngineContainer,
     containers_of,
-    log_tail,
     prefix_containers,
     remove_containers,
-    with_logs,
 )
-from airpack.install.versions import Pending, Record, Rollback
+from airpack.install.versions import Pending, Record
 from airpack.progress import Event, Reporter
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -128,7 +127,7 @@ def _logs(base: Sequence[str], file: Path, project: str) -> str:
     return "\n".join(f"  | {line}" for line in lines) or "  | (no log output)"
 
 
-class Compose(common.EngineContainer):
+class Compose(EngineContainer):
     name = "compose"
     local_engine = True
     container_engine = True
@@ -242,15 +241,6 @@ class Compose(common.EngineContainer):
 
     def undo_new(self, prefix: Path, record: Record, pending: Pending, client: Any) -> None:
         undo_new(client, prefix, record, pending.target)
-
-    def failure(self, client: Any, st: host.InstallState, exc: AirpackError) -> str:
-        return with_logs(exc.message, log_tail(client, st.container_id))
-
-    def switches_here(self) -> bool:
-        return True
-
-    def rollback_elsewhere(self, prefix: Path, rb: Rollback, say: Event) -> tuple[RollbackResult, dict[str, Any]]:
-        raise InstallError(f"internal: the {self.name} target switches versions on this host")
 
     def remove(self, prefix: Path, vid: str, st: host.InstallState, client: Any) -> Removal:
         projects = down(prefix, vid, st, client)

@@ -15,7 +15,7 @@ from typing import Any
 from airpack.errors import AirpackError, InstallError
 from airpack.install import audit, engine, host, model_update, versions
 from airpack.install.doctor import DoctorReport
-from airpack.install.health import probe
+from airpack.install.health import SmokeResult, probe
 from airpack.install.images import load_images, original_tags
 from airpack.install.results import InstallResult, RollbackResult
 from airpack.install.targets import common
@@ -79,7 +79,34 @@ def remove_containers(found: set[str], states: dict[str, host.InstallState], cli
     return [c for c in sorted(found | {st.container_id for st in states.values()}) if engine.remove(client, c)]
 
 
-class Docker(common.EngineContainer):
+class EngineContainer:
+    """What a target whose version runs as a container of the local engine (docker, compose) shares: health +
+    smoke while the container is alive, its log tail on a failure, the switch made on this host; nothing to
+    finish, nothing to add to the audit line."""
+
+    name: str
+
+    def check(self, st: host.InstallState, client: Any, say: Event,
+              on_healthy: Callable[[], None] | None = None) -> SmokeResult | None:
+        return common.check(st, say, lambda: engine.exited(client, st.container_id), on_healthy=on_healthy)
+
+    def finish(self, plan: Plan, st: host.InstallState) -> host.InstallState:
+        return st
+
+    def audit_fields(self, st: host.InstallState) -> dict[str, Any]:
+        return {}
+
+    def failure(self, client: Any, st: host.InstallState, exc: AirpackError) -> str:
+        return with_logs(exc.message, log_tail(client, st.container_id))
+
+    def switches_here(self) -> bool:
+        return True
+
+    def rollback_elsewhere(self, prefix: Path, rb: Rollback, say: Event) -> tuple[RollbackResult, dict[str, Any]]:
+        raise InstallError(f"internal: the {self.name} target switches versions on this host")
+
+
+class Docker(EngineContainer):
     name = "docker"
     local_engine = True
     container_engine = True
@@ -209,15 +236,6 @@ class Docker(common.EngineContainer):
     def undo_new(self, prefix: Path, record: Record, pending: Pending, client: Any) -> None:
         for cid in containers_of(client, prefix, pending.target):
             engine.remove(client, cid)
-
-    def failure(self, client: Any, st: host.InstallState, exc: AirpackError) -> str:
-        return with_logs(exc.message, log_tail(client, st.container_id))
-
-    def switches_here(self) -> bool:
-        return True
-
-    def rollback_elsewhere(self, prefix: Path, rb: Rollback, say: Event) -> tuple[RollbackResult, dict[str, Any]]:
-        raise InstallError(f"internal: the {self.name} target switches versions on this host")
 
     def remove(self, prefix: Path, vid: str, st: host.InstallState, client: Any) -> Removal:
         removed = sorted(c for c in {st.container_id, *containers_of(client, prefix, vid)} if engine.remove(client, c))
