@@ -44,6 +44,8 @@ def deploy_context(spec: Spec, lock: Lock, images: list[dict[str, Any]]) -> Depl
         context_length=rt.context, tensor_parallel=rt.tensor_parallel, memory_fraction=rt.memory_fraction,
         quantization=(lock.model.quant or {}).get("method") if lock.model.quant else None,
         extra_args=rt.args, extra_env=rt.env, custom=custom, model_bytes=lock.model.total_size,
+        model_sha256=tuple(f.sha256 for f in lock.model.files), replicas=spec.target.replicas,
+        kubernetes=spec.kubernetes,
     )
 
 

@@ -29,8 +29,11 @@ from airpack.oci.reference import split_site_registry
 from airpack.profiles import view
 from airpack.profiles.context import DeployContext
 from airpack.spec import DEPLOY_FORMATS
+from airpack.spec_kubernetes import DEFAULT_WEIGHTS, WEIGHTS_MODES
 
-HOST_PARAMS = ("prefix", "port", "bind", "gpus", "registry", "api_key_file", "network")
+HOST_PARAMS = ("prefix", "port", "bind", "gpus", "registry", "api_key_file", "network", "weights", "model_digest",
+               "weights_digest")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+@=-]*$")
 
 
@@ -54,6 +57,11 @@ class HostParams:
     registry: str | None = None  # internal registry prefix for Kubernetes images
     api_key_file: str | None = None  # host file holding the API key (Kubernetes: put it in a Secret)
     network: str = "bridge"  # "host": the engine binds bind:port itself (Compose/systemd)
+    # Kubernetes: how the pods get the weights (airpack.spec_kubernetes.WEIGHTS_MODES), and the digests of what
+    # 'airpack push' put beside the images: the model artifact (image-volume), the weights image (init-copy).
+    weights: str = DEFAULT_WEIGHTS
+    model_digest: str | None = None
+    weights_digest: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("prefix", "api_key_file"):
@@ -76,6 +84,11 @@ class HostParams:
             )
         if self.network not in ("bridge", "host"):
             raise SpecError(f"host.network: {self.network!r} is not 'bridge' or 'host'")
+        if self.weights not in WEIGHTS_MODES:
+            raise SpecError(f"host.weights: {self.weights!r} is not one of {', '.join(WEIGHTS_MODES)}")
+        for key in ("model_digest", "weights_digest"):
+            if (value := getattr(self, key)) is not None and not _DIGEST.match(value):
+                raise SpecError(f"host.{key}: {value!r} is not a sha256:<hex> digest")
 
 
 def _site_registry(registry: str) -> bool:
@@ -127,9 +140,10 @@ def _outputs(ctx: DeployContext, targets: Iterable[str]) -> dict[str, str]:
     if "kubernetes" in chosen:
         for kind in ("deployment", "service", "networkpolicy"):
             out[f"kubernetes/{kind}.yaml"] = f"kubernetes/{kind}.yaml.j2"
-        if ctx.k8s_weights == "pvc":
+        if ctx.kubernetes.storage_class:  # written only when the host chooses init-copy
             out["kubernetes/pvc.yaml"] = "kubernetes/pvc.yaml.j2"
-            out["kubernetes/loader-job.yaml"] = "kubernetes/loader-job.yaml.j2"
+        if ctx.replicas > 1:
+            out["kubernetes/pdb.yaml"] = "kubernetes/pdb.yaml.j2"
         if ctx.profile.ollama_import:
             out["kubernetes/ollama-modelfile.yaml"] = "kubernetes/ollama-modelfile.yaml.j2"
     if "systemd" in chosen:
@@ -166,10 +180,20 @@ def _render1(env: SandboxedEnvironment, name: str, variables: dict[str, Any]) ->
 
 
 def _trial_render(ctx: DeployContext, files: Mapping[str, bytes]) -> None:
-    """Render once for typical hosts so a template bug fails the build, not the install."""
-    for gpus in sorted({0, ctx.gpus, 2}):
-        host = default_host_params(ctx.slug, gpus=gpus, registry="registry.invalid")
-        for rel, data in render_host(files, host).items():
+    """Render once for typical hosts (and every weights mode this bundle allows) so a template bug fails the
+    build, not the install."""
+    trials = [(gpus, DEFAULT_WEIGHTS) for gpus in sorted({0, ctx.gpus, 2})]
+    trials += [(ctx.gpus, mode) for mode in WEIGHTS_MODES if mode != DEFAULT_WEIGHTS]
+    for gpus, mode in trials:
+        host = default_host_params(ctx.slug, gpus=gpus, registry="registry.invalid", weights=mode,
+                                   model_digest=TRIAL_DIGEST, weights_digest=TRIAL_DIGEST)
+        try:
+            rendered = render_host(files, host)
+        except SpecError:
+            if mode == DEFAULT_WEIGHTS:
+                raise
+            continue  # a mode this bundle refuses (host-path with replicas, init-copy without a shell)
+        for rel, data in rendered.items():
             if rel.endswith(".yaml"):
                 try:
                     list(yaml.safe_load_all(data))
@@ -197,7 +221,8 @@ _STAGE2 = SandboxedEnvironment(
 )
 _STAGE2.globals = {"fail": _fail, "range": range}
 _STAGE2_NAMES = {"host", "fail", "range"}
-_OPTIONAL = {"api_key_file"}  # tested with "is defined"; the others are required where used
+_OPTIONAL = {"api_key_file", "model_digest", "weights_digest"}  # "is defined", or where a weights mode needs it
+TRIAL_DIGEST = "sha256:" + "0" * 64
 
 
 @functools.lru_cache(maxsize=256)
@@ -252,8 +277,14 @@ def render_host(files: Mapping[str, bytes], host: HostParams) -> dict[str, bytes
             raise SpecError(f"deploy/{rel} needs host parameter(s) {missing}") from None
         except jinja2.TemplateError as exc:
             raise BuildError(f"deploy/{rel}: {exc}") from exc
+        if rel.endswith(".yaml") and not _has_content(text):
+            continue  # an object only some hosts get (the init-copy claim): not written for this one
         out[rel] = text.encode("utf-8")
     return out
+
+
+def _has_content(text: str) -> bool:
+    return any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
 
 
 def host_diff(files: Mapping[str, bytes], host: HostParams, base: HostParams) -> str:
@@ -261,7 +292,7 @@ def host_diff(files: Mapping[str, bytes], host: HostParams, base: HostParams) ->
     before, after = render_host(files, base), render_host(files, host)
     chunks: list[str] = []
     for rel in sorted(files):
-        a = before[rel].decode("utf-8").splitlines(keepends=True)
-        b = after[rel].decode("utf-8").splitlines(keepends=True)
+        a = before.get(rel, b"").decode("utf-8").splitlines(keepends=True)
+        b = after.get(rel, b"").decode("utf-8").splitlines(keepends=True)
         chunks.extend(difflib.unified_diff(a, b, f"default/deploy/{rel}", f"host/deploy/{rel}"))
     return "".join(chunks)

@@ -42,6 +42,11 @@ ToolLinksOpt = Annotated[list[str] | None, typer.Option("--tool-find-links", met
 
 PrefixOpt = Annotated[Path, typer.Option("--prefix", help="Install folder (weights, deploy files, state).")]
 
+WeightsOpt = Annotated[str | None, typer.Option(
+    "--weights", metavar="MODE", help="kubernetes: how the pods get the model: image-volume (the model artifact "
+    "by digest), init-copy (copied from the weights image, sha256 checked) or host-path (this node). Default: "
+    "the spec's deploy.kubernetes.weights, else image-volume.")]
+
 
 def _run(command: str, as_json: bool, fn: Callable[[], T], render: Callable[[T], None]) -> None:
     """Call ``fn`` and print its result or its error (:func:`airpack.cli_output.run`); exit with its code.

@@ -14,6 +14,7 @@ from airpack.cli.common import (
     JsonOpt,
     PrefixOpt,
     PubKeyOpt,
+    WeightsOpt,
     _run,
     _verified,
     app,
@@ -194,6 +195,7 @@ def install(
     registry: Annotated[str | None, typer.Option("--registry", metavar="REGISTRY", help="kubernetes: HOST[:PORT][/PREFIX] that "
                                                  "'airpack push' put the images in.")] = None,
     apply: Annotated[bool, typer.Option("--apply", help="kubernetes: run kubectl apply.")] = False,
+    weights: WeightsOpt = None,
     show_diff: Annotated[bool, typer.Option("--show-diff", help="Print the deploy files' changes from the "
                                             "as-built defaults.")] = False,
     keep: Annotated[int | None, typer.Option("--keep", min=1, help="After a successful install, remove the oldest "
@@ -210,10 +212,11 @@ def install(
     from airpack.install.flags import check_install_flags  # noqa: PLC0415
 
     def run() -> InstallResult:
-        check_install_flags(target, registry=registry, apply=apply, show_diff=show_diff)  # exit 2: does not apply
+        check_install_flags(target, registry=registry, apply=apply, show_diff=show_diff,
+                            weights=weights)  # exit 2: does not apply
         options = InstallOptions(prefix=prefix, target=target, port=port, bind=bind, network=network,
                                  allow_downgrade=allow_downgrade, api_key=not no_api_key, registry=registry,
-                                 apply=apply, keep=keep)
+                                 apply=apply, keep=keep, weights=weights)
         return _install_impl(bundle, key, options, not as_json)
 
     _run_doc("install", as_json, run, lambda r: _render_install(r, show_diff))

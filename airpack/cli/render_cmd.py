@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from airpack.cli.common import BundleArg, JsonOpt, PubKeyOpt, _run, _verified, app
+from airpack.cli.common import BundleArg, JsonOpt, PubKeyOpt, WeightsOpt, _run, _verified, app
 from airpack.cli_output import live, result
 
 if TYPE_CHECKING:
@@ -44,6 +44,12 @@ def render(
     network: Annotated[str, typer.Option("--network", help="host (the engine binds --bind:--port itself) or "
                                          "bridge (published port).")] = "host",
     no_api_key: Annotated[bool, typer.Option("--no-api-key", help="Files for an endpoint without an API key.")] = False,
+    prefix: Annotated[Path | None, typer.Option("--prefix", help="Where the bundle is installed on the host (the "
+                                                "files name the weights and the API key under it). Default: "
+                                                "/opt/airpack/<name>.")] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", min=0, max=64, help="GPUs per engine (per replica on "
+                                             "Kubernetes). Default: the spec's target.gpus.")] = None,
+    weights: WeightsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify the bundle, then write the deploy files 'airpack install --target T' would write, for GitOps.
@@ -55,7 +61,7 @@ def render(
 
     def run() -> RenderResult:
         options = RenderOptions(target=target, out=out, port=port, bind=bind, network=network, registry=registry,
-                                api_key=not no_api_key)
+                                api_key=not no_api_key, prefix=prefix, gpus=gpus, weights=weights)
         return _render_impl(bundle, key, options, not as_json)
 
     _run("render", as_json, run, _text)

@@ -3,15 +3,20 @@ is an API key for a runtime that cannot require one."""
 
 from __future__ import annotations
 
-from airpack.errors import RefusedError
+from airpack.errors import RefusedError, UsageError
 from airpack.install import targets
 from airpack.profiles.context import DeployContext
+from airpack.spec_kubernetes import WEIGHTS_MODES
 
 
-def check_install_flags(target: str, *, registry: str | None, apply: bool, show_diff: bool) -> None:
-    """Refuse an unknown target and any flag given that ``target`` would ignore."""
+def check_install_flags(target: str, *, registry: str | None, apply: bool, show_diff: bool,
+                        weights: str | None = None) -> None:
+    """Refuse an unknown target, an unknown weights mode and any flag given that ``target`` would ignore."""
     t = targets.get(target)
-    given = {"--registry": registry is not None, "--apply": apply, "--show-diff": show_diff}
+    if weights is not None and weights not in WEIGHTS_MODES:
+        raise UsageError(f"--weights {weights}: not one of {', '.join(WEIGHTS_MODES)}")
+    given = {"--registry": registry is not None, "--apply": apply, "--show-diff": show_diff,
+             "--weights": weights is not None}
     ignored = [flag for flag, on in given.items() if on and flag not in t.flags]
     if ignored:
         where = "; ".join(f"{flag} only with --target {' or '.join(targets.taking(flag))}" for flag in ignored)

@@ -79,3 +79,15 @@ def push_model(verified: VerifiedBundle, registry: str, reporter: Reporter | Non
                     verified.manifest.version, progress=advance)
     reporter.done(advance)
     return ref
+
+
+def weights_params(verified: VerifiedBundle, target: Any, weights: str) -> dict[str, str]:
+    """The host parameters that tell a Kubernetes target's manifests how the pods get the weights: the mode,
+    the model artifact's digest (``image-volume``) and, for ``init-copy``, the weights image's (one hash pass
+    over the model: its tar layers are named by their sha256). Empty for a target that takes no ``--weights``."""
+    if "--weights" not in target.flags:
+        return {}
+    out = {"weights": weights, "model_digest": model_artifact(verified).manifest_descriptor.digest}
+    if weights == "init-copy":
+        out["weights_digest"] = weights_image(verified).manifest_digest  # noqa: F821 - i16w brings it
+    return out

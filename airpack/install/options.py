@@ -27,11 +27,13 @@ class InstallOptions:
     apply: bool = False
     health_timeout: float | None = None
     keep: int | None = None  # after a successful install, keep at most this many versions (None: all)
+    weights: str | None = None  # kubernetes: image-volume, init-copy or host-path (None: the spec's choice)
 
     def __post_init__(self) -> None:
         if self.keep is not None and self.keep < 1:
             raise UsageError(f"--keep {self.keep}: keep at least 1 version")
-        check_install_flags(self.target, registry=self.registry, apply=self.apply, show_diff=False)
+        check_install_flags(self.target, registry=self.registry, apply=self.apply, show_diff=False,
+                            weights=self.weights)
         if targets.get(self.target).needs_registry and not self.registry:
             raise UsageError(f"--target {self.target} needs --registry HOST[:PORT][/PREFIX]",
                              hint="the registry 'airpack push' put the images in")

@@ -26,6 +26,7 @@ from airpack.install import audit, engine, host, lifecycle, model_update, target
 from airpack.install.deploy_files import signed_deploy
 from airpack.install.doctor import DoctorReport, doctor, failed_checks
 from airpack.install.flags import check_api_key
+from airpack.install.images import weights_params
 from airpack.install.options import InstallOptions
 from airpack.install.remove import prune
 from airpack.install.results import InstallResult
@@ -79,10 +80,11 @@ def _plan(verified: VerifiedBundle, options: InstallOptions, target: Target, pre
     """Choose and render this target's deploy files for this host (each re-hashed as read), and diff them."""
     m = verified.manifest
     vid = versions.version_id(m.version, verified.sums_sha256)
+    ctx = deploy_context(rt.spec, rt.lock, rt.images)
     params = HostParams(prefix=str(versions.version_dir(prefix, vid)), port=options.port, bind=options.bind,
                         gpus=rt.spec.target.gpus, network=options.network, registry=options.registry,
-                        api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None)
-    ctx = deploy_context(rt.spec, rt.lock, rt.images)
+                        api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None,
+                        **weights_params(verified, target, options.weights or ctx.kubernetes.weights))
     check_api_key(ctx, options.api_key)
     chosen = target.deploy_files(signed_deploy(verified.path, m))
     diff = ""

@@ -23,6 +23,7 @@ from airpack.errors import RefusedError, UsageError
 from airpack.install import host, model_update, targets, versions
 from airpack.install.deploy_files import signed_deploy
 from airpack.install.flags import check_api_key, check_install_flags
+from airpack.install.images import weights_params
 from airpack.render import HostParams, render_host
 from airpack.verify import VerifiedBundle
 
@@ -42,13 +43,17 @@ class RenderOptions:
     registry: str | None = None
     api_key: bool = True
     prefix: Path | None = None
+    gpus: int | None = None  # GPUs per replica (None: the spec's target.gpus)
+    weights: str | None = None  # kubernetes: image-volume, init-copy or host-path (None: the spec's choice)
 
     def __post_init__(self) -> None:
         t = targets.get(self.target)
         if "--show-diff" not in t.flags:  # a target whose install writes no deploy files
             takers = ", ".join(n for n, x in targets.TARGETS.items() if "--show-diff" in x.flags)
             raise UsageError(f"--target {self.target} writes no deploy files: render takes {takers}")
-        check_install_flags(self.target, registry=self.registry, apply=False, show_diff=False)
+        check_install_flags(self.target, registry=self.registry, apply=False, show_diff=False, weights=self.weights)
+        if self.gpus is not None and not 0 <= self.gpus <= 64:
+            raise UsageError(f"--gpus {self.gpus}: a GPU count per replica, 0-64")
         if t.needs_registry and not self.registry:
             raise UsageError(f"--target {self.target} needs --registry HOST[:PORT][/PREFIX]",
                              hint="the registry 'airpack push' put the images in")
@@ -92,10 +97,13 @@ def render_files(verified: VerifiedBundle, options: RenderOptions) -> dict[str, 
     check_api_key(ctx, options.api_key, verb="render")
     prefix = (options.prefix or DEFAULT_ROOT / m.name).absolute()
     vid = versions.version_id(m.version, verified.sums_sha256)
+    target = targets.get(options.target)
     params = HostParams(prefix=str(versions.version_dir(prefix, vid)), port=options.port, bind=options.bind,
-                        gpus=rt.spec.target.gpus, network=options.network, registry=options.registry,
-                        api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None)
-    chosen = targets.get(options.target).deploy_files(signed_deploy(verified.path, m))
+                        gpus=rt.spec.target.gpus if options.gpus is None else options.gpus, network=options.network,
+                        registry=options.registry,
+                        api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None,
+                        **weights_params(verified, target, options.weights or ctx.kubernetes.weights))
+    chosen = target.deploy_files(signed_deploy(verified.path, m))
     return render_host(chosen, params)
 
 

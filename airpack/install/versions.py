@@ -226,15 +226,16 @@ def locked(prefix: Path) -> Iterator[Path]:
 
 
 def stage(prefix: Path, vid: str, verified: VerifiedBundle, files: Mapping[str, bytes], reporter: Reporter, *,
-          private: frozenset[str] = frozenset()) -> None:
-    """A new version folder: the weights (copied, re-hashed against the signed sha256) and its deploy files go
-    into ``versions/.<id>.partial``, which is renamed to ``versions/<id>`` only when complete."""
-    weights = [e for e in verified.manifest.files if e.kind == "model"]
+          private: frozenset[str] = frozenset(), weights: bool = True) -> None:
+    """A new version folder: the weights (copied, re-hashed against the signed sha256; ``weights=False``: none,
+    the pods get them from the site registry) and its deploy files go into ``versions/.<id>.partial``, which is
+    renamed to ``versions/<id>`` only when complete."""
+    model = [e for e in verified.manifest.files if e.kind == "model"] if weights else []
     partial = prefix / VERSIONS_DIR / f".{vid}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    advance = reporter.task("copying weights", sum(e.size for e in weights))
-    host.publish_weights(host.stage_weights(verified.path, weights, partial, advance), partial)
+    advance = reporter.task("copying weights", sum(e.size for e in model))
+    host.publish_weights(host.stage_weights(verified.path, model, partial, advance), partial)
     reporter.done(advance)
     host.write_deploy(partial, files, private)
     remove_version_dir(prefix, vid)

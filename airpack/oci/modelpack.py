@@ -27,6 +27,9 @@ WEIGHT_CONFIG = "application/vnd.cncf.model.weight.config.v1.raw"
 DOC = "application/vnd.cncf.model.doc.v1.raw"
 CODE = "application/vnd.cncf.model.code.v1.raw"
 FILEPATH = "org.cncf.model.filepath"
+# The name CRI-O and Podman give a raw layer when they mount an artifact as a volume (Kubernetes image volumes):
+# with it, the engine finds each file at its path in the model folder (modelpack/model-spec#58).
+TITLE = "org.opencontainers.image.title"
 
 _WEIGHT_EXT = {".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".onnx", ".msgpack", ".npz",
                ".pdparams", ".ggml", ".llamafile"}
@@ -100,6 +103,7 @@ def info_from_bundle(name: str, version: str, created: str | None, lock: Mapping
     them (the bundle manifest's ``plan``) and the lock's chosen quantization."""
     model = dict(lock.get("model") or {})
     plan = dict(plan or {})
+    params = plan.get("param_count")
     repo, revision = model.get("repo"), model.get("commit") or model.get("revision")
     label = str(plan.get("quantization") or "") or None
     quant = (model.get("quant") or {}).get("method") if isinstance(model.get("quant"), dict) else None
@@ -109,7 +113,23 @@ def info_from_bundle(name: str, version: str, created: str | None, lock: Mapping
         name=name, version=version, created=created, revision=str(revision) if revision else None,
         source_url=str(repo) if repo else None, format=str(plan.get("weight_format") or "") or None,
         precision=precision, quantization=str(quantization) if quantization else None,
+        architecture=str(plan.get("architecture") or "") or None,
+        param_size=param_size(params) if isinstance(params, int) and not isinstance(params, bool) else None,
     )
+
+
+def param_size(count: int) -> str | None:
+    """A parameter count as the model world writes it: ``135M``, ``1.71B``, ``8.03B``, ``70.6B``."""
+    if count <= 0:
+        return None
+    units = (("", 1), ("K", 10**3), ("M", 10**6), ("B", 10**9), ("T", 10**12))
+    for unit, scale in reversed(units):
+        if count >= scale or scale == 1:
+            value = float(f"{count / scale:.3g}")
+            if value >= 1000 and unit != "T":  # 999,999,999 rounds to 1000M: say 1B
+                unit, value = next((u, float(f"{count / s:.3g}")) for u, s in units if s == scale * 1000)
+            return f"{value:g}{unit}"
+    return None
 
 
 def _format(files: Iterable[ModelFile]) -> str | None:
@@ -141,7 +161,8 @@ def config_document(info: ModelInfo, layers: Iterable[Layer]) -> dict[str, Any]:
 def build_artifact(files: Iterable[ModelFile], info: ModelInfo) -> Artifact:
     """The artifact for ``files`` (in path order: the same bundle gives the same bytes)."""
     layers = tuple(
-        Layer(Descriptor(layer_type(f.path), f"sha256:{f.sha256}", f.size, annotations={FILEPATH: f.path}), f)
+        Layer(Descriptor(layer_type(f.path), f"sha256:{f.sha256}", f.size,
+                         annotations={FILEPATH: f.path, TITLE: f.path}), f)
         for f in sorted(files, key=lambda f: f.path.encode())
     )
     if not layers:

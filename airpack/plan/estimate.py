@@ -320,4 +320,6 @@ def plan(facts: ModelFacts, req: PlanRequest) -> Plan:
             required_bytes=required_dev,
         ),
         checks=tuple(checks),
+        architecture=facts.architecture,
+        param_count=facts.param_count,
     )

@@ -161,6 +161,8 @@ class Plan:
     model_max_context: int | None
     per_gpu: MemoryBudget
     checks: tuple[Check, ...]
+    architecture: str | None = None  # the model's, as its config or GGUF metadata names it
+    param_count: int | None = None  # None: not known (packed quantized tensors)
 
     @property
     def ok(self) -> bool:
@@ -194,4 +196,6 @@ class Plan:
             "model_max_context": self.model_max_context,
             "per_gpu": self.per_gpu.to_dict(),
             "checks": [c.to_dict() for c in self.checks],
+            "architecture": self.architecture,
+            "param_count": self.param_count,
         }

@@ -6,19 +6,21 @@ so the renderer and the install engine can trust every field.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from airpack._fs import path_problem
 from airpack.errors import BuildError, SpecError
 from airpack.profiles import RuntimeProfile
 from airpack.profiles.launch import CustomEngine
+from airpack.spec_kubernetes import KubernetesSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 _LOCAL_TAG = re.compile(r"^airpack\.local/[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -46,10 +48,10 @@ class DeployContext:
     start_period_s: int | None = None  # None: the profile's minimum
     image_has_shell: bool = True  # docker --health-cmd runs through /bin/sh
     model_subdir: str = "model"  # weights at <prefix>/<model_subdir> on the host
-    model_bytes: int = 0  # sizes the Kubernetes PersistentVolumeClaim
-    k8s_weights: str = "hostPath"  # or "pvc": filled by a loader Job
-    loader_image_registry: str | None = None  # "repository@sha256:…" holding the model at /model
-    loader_command: tuple[str, ...] = ("cp", "-a", "/model/.", "/weights/")
+    model_bytes: int = 0  # sizes the Kubernetes emptyDir or claim the weights are copied into
+    model_sha256: tuple[str, ...] = ()  # hex, one per model_files entry: the init-copy container checks them
+    replicas: int = 1  # target.replicas: Kubernetes pods, each with host.gpus GPUs
+    kubernetes: KubernetesSpec = field(default_factory=KubernetesSpec)  # deploy.kubernetes: weights, placement
 
     def __post_init__(self) -> None:
         _check_context(self)
@@ -79,12 +81,11 @@ def _check_context(c: DeployContext) -> None:
         ":latest"
     ):
         raise BuildError(f"runtime image {c.image_local!r}: need an image ID or an airpack.local/ tag")
-    for ref in (c.image_registry, c.loader_image_registry):
-        if ref is not None and not _DIGEST_REF.match(ref):
-            raise BuildError(f"image {ref!r} is not pinned as repository@sha256:<digest>")
+    if not _DIGEST_REF.match(c.image_registry):
+        raise BuildError(f"image {c.image_registry!r} is not pinned as repository@sha256:<digest>")
     if not c.served_name or _CONTROL.search(c.served_name):
         raise SpecError(f"runtime.servedName: {c.served_name!r} is empty or has control characters")
-    for arg in (*c.extra_args, *(v for _, v in c.extra_env), *c.loader_command):
+    for arg in (*c.extra_args, *(v for _, v in c.extra_env)):
         if _CONTROL.search(arg):
             raise SpecError(f"runtime.args/env: {arg!r} has control characters")
     for key, _ in c.extra_env:
@@ -97,10 +98,11 @@ def _check_context(c: DeployContext) -> None:
         raise BuildError("the model has no files to deploy")
     _check_numbers(c)
     _check_engine_fit(c, p)
-    if c.k8s_weights not in ("hostPath", "pvc"):
-        raise BuildError(f"the Kubernetes weights mode {c.k8s_weights!r} is not 'hostPath' or 'pvc'")
-    if c.k8s_weights == "pvc" and c.loader_image_registry is None:
-        raise BuildError("Kubernetes weights on a PVC need a loader image in the bundle")
+    if c.model_sha256 and (len(c.model_sha256) != len(c.model_files)
+                           or not all(_SHA256_HEX.match(h) for h in c.model_sha256)):
+        raise BuildError("the model files' sha256 do not match the model files")
+    if not 1 <= c.replicas <= 1000:
+        raise SpecError(f"target.replicas: {c.replicas} must be 1-1000")
 
 
 def _check_numbers(c: DeployContext) -> None:

@@ -14,6 +14,8 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
+from airpack.oci.reference import model_repository
+from airpack.oci.weights_image import init_copy_command
 from airpack.profiles import hardening
 from airpack.profiles.context import DeployContext
 from airpack.profiles.launch import (
@@ -30,6 +32,7 @@ from airpack.profiles.launch import (
 )
 
 MODELS_IN_CONTAINER = "/models"
+INIT_COPY_DST = "/weights"  # where the init container sees the weights volume
 
 _HOSTNET = 'host.network == "host"'
 # The address a probe inside the container's network namespace reaches the engine on.
@@ -173,6 +176,13 @@ def _shm_mode(ctx: DeployContext) -> str | None:
     return "tp" if ctx.tensor_parallel is None else None
 
 
+def _init_copy(ctx: DeployContext) -> tuple[str, ...]:
+    """The init container's command: copy each model file from the weights image, checking its sha256."""
+    if not ctx.model_sha256:  # a context made without the lock's sums (tests of other targets)
+        return ()
+    return init_copy_command(list(zip(ctx.model_files, ctx.model_sha256, strict=True)), dst=INIT_COPY_DST)
+
+
 def build(ctx: DeployContext) -> dict[str, Any]:
     """The variables every stage-1 template sees."""
     p = ctx.profile
@@ -205,6 +215,10 @@ def build(ctx: DeployContext) -> dict[str, Any]:
         "start_period": start_period,
         "startup_failures": math.ceil(start_period / 10),
         "pvc_gib": math.ceil(ctx.model_bytes * 1.1 / 2**30) + 1,
+        "k8s": ctx.kubernetes,
+        "model_repo": model_repository("", ctx.name),  # where airpack push puts the model, under host.registry
+        "init_copy_argv": _init_copy(ctx),
+        "init_copy_dst": INIT_COPY_DST,
         "models": MODELS_IN_CONTAINER,
         "api_key_path": API_KEY_PATH,
         "model_volume": concat(PREFIX, f"/{ctx.model_subdir}:{MODELS_IN_CONTAINER}:ro"),

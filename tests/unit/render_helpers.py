@@ -16,6 +16,7 @@ import yaml
 from airpack.profiles import ENGINES, get_profile
 from airpack.profiles.context import DeployContext
 from airpack.profiles.launch import CustomEngine
+from airpack.spec_kubernetes import KubernetesSpec, Toleration
 
 IMAGE_ID = "sha256:" + "ab" * 32
 DIGEST = "sha256:" + "cd" * 32
@@ -59,6 +60,7 @@ def context(engine: str, **overrides: Any) -> DeployContext:
         )
         fields["model_files"] = ("m.gguf",)
     fields.update(overrides)
+    fields.setdefault("model_sha256", tuple(f"{i:064x}" for i, _ in enumerate(fields["model_files"])))
     return DeployContext(**fields)
 
 
@@ -66,14 +68,21 @@ def all_contexts() -> list[tuple[str, DeployContext]]:
     return [(engine, context(engine)) for engine in ENGINES]
 
 
-def pvc(ctx: DeployContext) -> DeployContext:
-    return dataclasses.replace(ctx, k8s_weights="pvc", loader_image_registry=f"example/loader@{DIGEST}")
+def placed(ctx: DeployContext, **kubernetes: Any) -> DeployContext:
+    """``ctx`` with three replicas and every ``deploy.kubernetes`` placement field set."""
+    spec = KubernetesSpec(namespace="ai", node_selector=(("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),),
+                          tolerations=(Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),
+                                       Toleration(key="node.kubernetes.io/unreachable", operator="Exists",
+                                                  effect="NoExecute", seconds=300)))
+    return dataclasses.replace(ctx, replicas=3, kubernetes=dataclasses.replace(spec, **kubernetes))
 
 
 # ---- validators: a missing one is a skip locally and a failure with CI=true -----------------------------
 
 COMPOSE_SCHEMA = Path(__file__).resolve().parents[1] / "data" / "compose-spec.json"  # in the repo: tests/data/README.md
-K8S_VERSION = "1.37.0"  # the newest schema kubernetes-validate 1.37 ships
+# Image volumes (the default weights mode) are beta from 1.33; 1.35 is the current release; 1.37 the newest
+# schema kubernetes-validate ships.
+K8S_VERSIONS = ("1.33.0", "1.35.0", "1.37.0")
 
 
 def missing(what: str) -> None:
@@ -101,7 +110,8 @@ def check_kubernetes(data: bytes) -> list[dict[str, Any]]:
         missing("kubernetes-validate")
     docs = [d for d in yaml.safe_load_all(data) if d is not None]
     for doc in docs:
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
     return docs
 
 

@@ -26,7 +26,7 @@ def _bundle_deploy(tmp_path: Path) -> dict[str, bytes]:
                 images=(), plan=None, checks=())
     image = {"role": "runtime", "repository": "ghcr.io/ggml-org/llama.cpp", "manifestDigest": MANIFEST,
              "configDigest": CONFIG, "airpackTag": "airpack.local/ghcr.io/ggml-org/llama.cpp:aaaaaaaaaaaa"}
-    return render_host(render_for_bundle(spec, lock, [image]), HostParams(prefix="/opt/demo", port=8000, registry="reg.local:5000"))
+    return render_host(render_for_bundle(spec, lock, [image]), HostParams(prefix="/opt/demo", port=8000, registry="reg.local:5000", model_digest="sha256:" + "ab" * 32))
 
 
 def test_compose_and_systemd_run_the_image_id_not_the_mutable_tag(tmp_path: Path) -> None:

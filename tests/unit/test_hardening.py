@@ -26,7 +26,8 @@ RO_ENGINES = [e for e in ENGINES if e != "custom"]
 
 
 def _files(engine: str, **host: Any) -> dict[str, bytes]:
-    params = default_host_params("demo", **{"gpus": 1, "registry": "reg.local:5000/ai", **host})
+    params = default_host_params("demo", **{"gpus": 1, "registry": "reg.local:5000/ai",
+                                           "model_digest": "sha256:" + "ab" * 32, **host})
     return render_host(render_bundle_deploy(context(engine), ("compose", "kubernetes", "systemd")), params)
 
 

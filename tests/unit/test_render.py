@@ -17,7 +17,7 @@ from render_helpers import (
     check_docker_compose,
     check_kubernetes,
     context,
-    pvc,
+    placed,
 )
 
 from airpack.errors import BuildError, SpecError
@@ -33,13 +33,15 @@ from airpack.render import (
     templates_dir,
 )
 from airpack.spec import DEPLOY_FORMATS
+from airpack.spec_kubernetes import WEIGHTS_MODES
 
+MODEL_DIGEST = "sha256:" + "ab" * 32
 HOST_REF = re.compile(r"host\.([a-z_]+)")
 WEIRD_NAME = 'we"ird: name #x {{ host.port }} $HOME %n \\ [a]'
 
 
 def _host(**kw: Any) -> HostParams:
-    return default_host_params("demo", **{"gpus": 1, "registry": "reg.local:5000/ai", **kw})
+    return default_host_params("demo", **{"gpus": 1, "registry": "reg.local:5000/ai", "model_digest": MODEL_DIGEST, **kw})
 
 
 def _render(ctx: DeployContext, targets: tuple[str, ...] = DEPLOY_FORMATS, **host: Any) -> dict[str, bytes]:
@@ -77,20 +79,24 @@ def test_docker_compose_config_accepts(engine: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("weights", ["hostPath", "pvc"])
+@pytest.mark.parametrize("weights", WEIGHTS_MODES)
 @pytest.mark.parametrize("gpus", [0, 2])
 def test_kubernetes_manifests_validate(engine: str, weights: str, gpus: int) -> None:
-    ctx = pvc(context(engine)) if weights == "pvc" else context(engine)
+    """Strictly valid for Kubernetes 1.33, 1.35 and 1.37, in every weights mode; one replica, and three placed
+    replicas (with a claim for init-copy)."""
     key = None if engine == "ollama" else "/etc/airpack/key"
-    files = _render(ctx, ("kubernetes",), gpus=gpus, api_key_file=key)
-    kinds = []
-    for rel, data in files.items():
-        if rel.startswith("kubernetes/"):
-            kinds += [d["kind"] for d in check_kubernetes(data)]
-    expected = {"Deployment", "Service", "NetworkPolicy"} | (
-        {"PersistentVolumeClaim", "Job"} if weights == "pvc" else set()
-    )
-    assert expected <= set(kinds)
+    for ctx in (context(engine), placed(context(engine), storage_class="fast-ssd")):
+        if weights == "host-path" and ctx.replicas > 1 or weights == "init-copy" and ctx.replicas > 1:
+            ctx = dataclasses.replace(ctx, replicas=1)  # refused with replicas (test_render_kubernetes)
+        files = _render(ctx, ("kubernetes",), gpus=gpus, api_key_file=key, weights=weights, weights_digest=DIGEST)
+        kinds = []
+        for rel, data in files.items():
+            if rel.startswith("kubernetes/"):
+                kinds += [d["kind"] for d in check_kubernetes(data)]
+        expected = {"Deployment", "Service", "NetworkPolicy"}
+        expected |= {"PersistentVolumeClaim"} if weights == "init-copy" and ctx.kubernetes.storage_class else set()
+        expected |= {"PodDisruptionBudget"} if ctx.replicas > 1 else set()
+        assert expected == set(kinds) - {"ConfigMap"}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -110,7 +116,7 @@ def test_systemd_units_render(engine: str) -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_stage1_leaves_only_declared_host_parameters(engine: str) -> None:
-    files = render_bundle_deploy(pvc(context(engine)), DEPLOY_FORMATS)
+    files = render_bundle_deploy(placed(context(engine), storage_class="fast-ssd"), DEPLOY_FORMATS)
     used = {m for data in files.values() for m in HOST_REF.findall(data.decode())}
     assert used <= set(HOST_PARAMS)
     assert {"port", "prefix", "gpus", "registry"} <= used
@@ -341,7 +347,7 @@ def test_offline_env_everywhere(engine: str) -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_images_are_pinned(engine: str) -> None:
-    files = _render(pvc(context(engine)))
+    files = _render(context(engine), weights="init-copy", weights_digest=DIGEST)
     text = b"".join(files.values()).decode()
     refs = re.findall(
         r'(?:image: |Image=|^  ")"?([^"\s]+(?:sha256|airpack\.local)[^"\s]*)', text, re.MULTILINE
@@ -413,28 +419,6 @@ def test_network_policy_denies_all_egress() -> None:
     np = _k8s(_render(context("vllm"), ("kubernetes",)), "networkpolicy")
     assert np["spec"]["policyTypes"] == ["Egress"] and np["spec"]["egress"] == []
     assert np["spec"]["podSelector"]["matchLabels"] == {"airpack.io/bundle": "demo-model"}
-
-
-def test_weights_hostpath_or_pvc() -> None:
-    host = _render(context("vllm"), ("kubernetes",))
-    vols = _k8s(host, "deployment")["spec"]["template"]["spec"]["volumes"]
-    assert vols[0]["hostPath"] == {"path": "/opt/airpack/demo/model", "type": "Directory"}
-    assert "kubernetes/pvc.yaml" not in host
-    claim = _render(pvc(context("vllm")), ("kubernetes",))
-    vols = _k8s(claim, "deployment")["spec"]["template"]["spec"]["volumes"]
-    assert vols[0]["persistentVolumeClaim"] == {"claimName": "demo-model-weights", "readOnly": True}
-    job = _k8s(claim, "loader-job")
-    assert (
-        job["spec"]["template"]["spec"]["containers"][0]["image"]
-        == f"reg.local:5000/ai/example/loader@{DIGEST}"
-    )
-    assert job["spec"]["template"]["metadata"]["labels"]["airpack.io/bundle"] == "demo-model"
-    assert _k8s(claim, "pvc")["spec"]["resources"]["requests"]["storage"] == "2Gi"
-
-
-def test_pvc_without_loader_image_is_refused() -> None:
-    with pytest.raises(BuildError, match="loader image"):
-        context("vllm", k8s_weights="pvc")
 
 
 # ---- Ollama -----------------------------------------------------------------------------------------------

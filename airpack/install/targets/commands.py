@@ -154,12 +154,13 @@ def journal_tail(unit: str, lines: int = 20) -> list[str]:
 # ---- kubernetes -----------------------------------------------------------------------------------------
 
 
-def api_key_secret(slug: str, key: str) -> bytes:
+def api_key_secret(slug: str, key: str, namespace: str | None = None) -> bytes:
     """The Secret the Deployment mounts at ``/run/airpack-secrets/api-key`` (``<slug>-api-key``, key ``api-key``)."""
     data = base64.b64encode(key.encode()).decode()
+    ns = f"  namespace: {namespace}\n" if namespace else ""
     return (
         f"# airpack: the endpoint's API key; written 0600, apply it and keep it out of version control.\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {slug}-api-key\n  labels:\n"
+        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {slug}-api-key\n{ns}  labels:\n"
         f"    app.kubernetes.io/name: {slug}\n    app.kubernetes.io/managed-by: airpack\n"
         f"type: Opaque\ndata:\n  api-key: {data}\n"
     ).encode()
@@ -173,5 +174,6 @@ def kubectl_delete_commands(folder: Path) -> list[list[str]]:
     return [["kubectl", "delete", "-f", str(folder), "--ignore-not-found"]]
 
 
-def push_command(bundle: Path, registry: str) -> list[str]:
-    return ["airpack", "push", str(bundle), "--key", "<trusted.pub>", "--registry", registry]
+def push_command(bundle: Path, registry: str, *, weights_image: bool = False) -> list[str]:
+    return ["airpack", "push", str(bundle), "--key", "<trusted.pub>", "--registry", registry,
+            *(["--weights-image"] if weights_image else [])]

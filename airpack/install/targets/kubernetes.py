@@ -25,7 +25,7 @@ from airpack.install.targets import commands as tr
 from airpack.install.targets import common
 from airpack.install.targets.base import Done, Plan, Removal
 from airpack.install.versions import Pending, Record, Rollback
-from airpack.oci.reference import site_reference
+from airpack.oci.reference import model_repository, site_reference
 from airpack.progress import Event, Reporter
 
 KEY_MANIFEST = "kubernetes/secret-api-key.yaml"  # the Secret that holds the API key
@@ -70,11 +70,13 @@ def _images(doc: Any) -> Iterator[str]:
             yield from _images(item)
 
 
-def check_images(rendered: Mapping[str, bytes], registry: str, images: Iterable[Mapping[str, Any]]) -> None:
+def check_images(rendered: Mapping[str, bytes], registry: str, images: Iterable[Mapping[str, Any]],
+                 also: Iterable[str] = ()) -> None:
     """Every image the rendered manifests name is one ``airpack push --registry`` puts in the site registry
-    (the one naming rule, :func:`airpack.oci.reference.site_reference`): refused before anything is written."""
+    (the one naming rule, :func:`airpack.oci.reference.site_reference`; ``also``: the weights image it pushes
+    beside the model): refused before anything is written."""
     pushed = {site_reference(registry, str(i["repository"]), str(i.get("manifestDigest") or i["digest"]))
-              for i in images}
+              for i in images} | set(also)
     for rel, data in sorted(rendered.items()):
         if not rel.endswith(".yaml"):
             continue
@@ -91,7 +93,7 @@ class Kubernetes:
     container_engine = False
     journaled = False
     model_updates = False
-    flags = frozenset({"--registry", "--apply", "--show-diff"})
+    flags = frozenset({"--registry", "--apply", "--show-diff", "--weights"})
     needs_registry = True
 
     def deploy_files(self, signed: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -117,10 +119,14 @@ class Kubernetes:
               phase: Callable[[str], None]) -> list[str]:
         """A new version: weights (re-hashed) and files, then renamed; one installed already (kept or active)
         keeps its weights where the node reads them and gets its files again."""
-        check_images(plan.rendered, str(plan.params.registry), plan.verified.manifest.images)
+        check_images(plan.rendered, str(plan.params.registry), plan.verified.manifest.images,
+                     also=[f"{plan.params.registry}/{model_repository('', plan.ctx.name)}@{d}"
+                           for d in (plan.params.weights_digest,) if d])
         if versions.read_version(plan.prefix, plan.vid) is None:
             versions.clean_partials(plan.prefix)
-            versions.stage(plan.prefix, plan.vid, plan.verified, plan.rendered, reporter)
+            # The nodes read the weights here only with host-path; otherwise from the site registry.
+            versions.stage(plan.prefix, plan.vid, plan.verified, plan.rendered, reporter,
+                           weights=plan.params.weights == "host-path")
         else:
             host.write_deploy(versions.version_dir(plan.prefix, plan.vid), plan.rendered)
         return []
@@ -132,13 +138,15 @@ class Kubernetes:
         folder = manifests(prefix, plan.vid)
         if key_file is not None:
             atomic_write_bytes(folder.parent / KEY_MANIFEST,
-                               tr.api_key_secret(plan.ctx.slug, host.read_api_key(key_file)), mode=0o600)
+                               tr.api_key_secret(plan.ctx.slug, host.read_api_key(key_file),
+                                                 plan.ctx.kubernetes.namespace), mode=0o600)
         return host.InstallState(
             name=m.name, version=m.version, digest=v.sums_sha256, key_fingerprint=v.key_fingerprint,
             target=self.name, endpoint="", container_id="", container_name=f"deployment/{plan.ctx.slug}",
             image_id=plan.image_id, image_tags=(), bind=plan.params.bind, port=plan.params.port,
             network=plan.params.network, api_key_file=str(key_file) if key_file else None, installed=versions.now(),
             extra={"prefix": str(prefix), "servedName": plan.ctx.served_name, "versionId": plan.vid,
+                   "weights": plan.params.weights,
                    "registry": plan.params.registry, "manifests": str(folder), "deployment": plan.ctx.slug,
                    "applied": False})
 
@@ -165,13 +173,15 @@ class Kubernetes:
         applied = bool(st.extra.get("applied"))
         written = sorted([*plan.rendered, *((KEY_MANIFEST,) if done.key_file is not None else ())])
         folder = plan.prefix / host.DEPLOY_DIR / "kubernetes"  # the active version's, through ``current``
-        commands = [] if applied else [tr.push_command(plan.verified.path, str(plan.params.registry)),
+        commands = [] if applied else [tr.push_command(plan.verified.path, str(plan.params.registry),
+                                                       weights_image=plan.params.weights == "init-copy"),
                                        *tr.kubectl_commands(folder)]
         previous = done.current.version if done.current and done.current.extra.get("versionId") != plan.vid else None
         return common.files_result(plan, st, started=applied, new_key=done.new_key, key_file=done.key_file,
                                    files=[f"{host.DEPLOY_DIR}/{rel}" for rel in written], endpoint=False,
                                    commands=commands,
                                    extra={"registry": plan.params.registry, "applied": applied,
+                                          "weights": plan.params.weights,
                                           "versionId": plan.vid, "previousVersion": previous})
 
     def last_logs(self, client: Any, st: host.InstallState) -> str:
