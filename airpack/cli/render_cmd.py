@@ -46,7 +46,7 @@ def render(
     no_api_key: Annotated[bool, typer.Option("--no-api-key", help="Files for an endpoint without an API key.")] = False,
     prefix: Annotated[Path | None, typer.Option("--prefix", help="Where the bundle is installed on the host (the "
                                                 "files name the weights and the API key under it). Default: "
-                                                "/opt/airpack/<name>.")] = None,
+                                                "/opt/airpack/NAME.")] = None,
     gpus: Annotated[int | None, typer.Option("--gpus", min=0, max=64, help="GPUs per engine (per replica on "
                                              "Kubernetes). Default: the spec's target.gpus.")] = None,
     weights: WeightsOpt = None,

@@ -7,16 +7,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from airpack._fs import read_capped
 from airpack.bundle_layout import Entry, Manifest
 from airpack.errors import InstallError, VerificationError
 from airpack.hashing import sha256_bytes
 from airpack.install import host, targets
-from airpack.render import default_host_params, host_diff
+from airpack.render import TRIAL_DIGEST, default_host_params, host_diff
 from airpack.signing import PublicKey
+from airpack.spec_kubernetes import DEFAULT_WEIGHTS, WEIGHTS_MODES
 
 MAX_DEPLOY_FILE = 16 * 1024 * 1024
 
@@ -38,6 +40,13 @@ def signed_deploy(bundle: Path, manifest: Manifest) -> dict[str, bytes]:
     return {e.path.removeprefix("deploy/"): read_signed(bundle, e) for e in manifest.files if e.kind == "deploy"}
 
 
+def _spec_weights(spec: Mapping[str, Any]) -> str:
+    deploy = spec.get("deploy")
+    k8s = deploy.get("kubernetes") if isinstance(deploy, dict) else None
+    mode = k8s.get("weights") if isinstance(k8s, dict) else None
+    return mode if mode in WEIGHTS_MODES else DEFAULT_WEIGHTS
+
+
 def bundle_deploy_diff(bundle: Path, keys: Sequence[PublicKey]) -> dict[str, str]:
     """For ``airpack inspect --key``: per target the bundle has files for, the diff from the as-built defaults
     to an install with airpack's defaults (host network, an API key file). Nothing unverified is rendered: the
@@ -56,7 +65,10 @@ def bundle_deploy_diff(bundle: Path, keys: Sequence[PublicKey]) -> dict[str, str
         with contextlib.suppress(InstallError):
             chosen = target.deploy_files(signed)
             registry = "registry.local" if target.needs_registry else None
-            base = default_host_params(slug, gpus=gpus, registry="registry.invalid" if registry else None)
+            # The weights' digests are the same on both sides (not part of the diff): no hash pass for inspect.
+            base = default_host_params(slug, gpus=gpus, registry="registry.invalid" if registry else None,
+                                       model_digest=TRIAL_DIGEST, weights_digest=TRIAL_DIGEST,
+                                       weights=_spec_weights(m.spec))
             params = dataclasses.replace(
                 base, network="host", registry=registry, api_key_file=f"{base.prefix}/{host.API_KEY_FILE}"
             )

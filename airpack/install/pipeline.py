@@ -90,7 +90,9 @@ def _plan(verified: VerifiedBundle, options: InstallOptions, target: Target, pre
     diff = ""
     if "--show-diff" in target.flags:
         base = default_host_params(ctx.slug, gpus=rt.spec.target.gpus,
-                                   registry="registry.invalid" if options.registry else None)
+                                   registry="registry.invalid" if options.registry else None,
+                                   weights=params.weights, model_digest=params.model_digest,
+                                   weights_digest=params.weights_digest)
         diff = host_diff(chosen, params, base)
     runtime = next(i for i in rt.lock.images if i.role == "runtime")
     return Plan(verified, prefix, vid, rt, ctx, params, render_host(chosen, params), diff, runtime.config_digest,

@@ -234,9 +234,10 @@ def stage(prefix: Path, vid: str, verified: VerifiedBundle, files: Mapping[str, 
     partial = prefix / VERSIONS_DIR / f".{vid}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    advance = reporter.task("copying weights", sum(e.size for e in model))
-    host.publish_weights(host.stage_weights(verified.path, model, partial, advance), partial)
-    reporter.done(advance)
+    if model:
+        advance = reporter.task("copying weights", sum(e.size for e in model))
+        host.publish_weights(host.stage_weights(verified.path, model, partial, advance), partial)
+        reporter.done(advance)
     host.write_deploy(partial, files, private)
     remove_version_dir(prefix, vid)
     partial.rename(version_dir(prefix, vid))

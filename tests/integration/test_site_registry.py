@@ -133,15 +133,24 @@ def test_every_image_the_kubernetes_manifests_name_is_in_the_registry_after_push
     data = _cli({**env, "PATH": str(Path(sys.executable).parent)}, "install", str(bundle), "--key",
                 str(keys.ecdsa.pub), "--prefix", str(prefix), "--target", "kubernetes", "--registry",
                 f"{internal.host}/site", "--no-api-key")
-    assert data["applied"] is False
-    images = [value for path in sorted((prefix / "deploy" / "kubernetes").glob("*.yaml"))
-              for doc in yaml.safe_load_all(path.read_bytes()) for value in _walk_images(doc)]
+    assert data["applied"] is False and data["weights"] == "image-volume"
+    docs = [doc for path in sorted((prefix / "deploy" / "kubernetes").glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_bytes())]
+    images = [value for doc in docs for value in _walk_images(doc)]
     assert images, "the manifests name the runtime image"
     for image in images:
         assert upstream.host not in image  # the source registry (host:port) is not part of the site path
         assert image in pushed["images"]
         info = json.loads(_skopeo("inspect", "--tls-verify=false", f"docker://{image}"))
         assert info["Digest"] == image.rpartition("@")[2]
+    # the default weights mode mounts the model artifact push wrote, by the digest install computed offline
+    (volume,) = [v for doc in docs if doc["kind"] == "Deployment" for v in doc["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] == "weights"]
+    assert volume["image"]["reference"] == pushed["model"]
+    raw = json.loads(_skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{pushed['model']}"))
+    assert raw["artifactType"] == "application/vnd.cncf.model.manifest.v1+json"
+    # ... so the install host keeps no copy of the weights (only host-path reads them from it)
+    assert not any((prefix / "versions").glob("*/model/*"))
 
 
 def _walk_images(doc: Any) -> Iterator[str]:

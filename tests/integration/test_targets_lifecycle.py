@@ -244,21 +244,27 @@ def test_kubernetes_versions_and_rollback_commands(life: Life) -> None:
     prefix = life.root / "prefix-k8s"
     env = {**life.env, "PATH": str(Path(sys.executable).parent)}  # no kubectl: commands are printed
 
-    def install(version: str) -> dict[str, Any]:
+    def install(version: str, *extra: str) -> dict[str, Any]:
         rc, out = cli(env, "install", str(life.bundles[version]), "--key", str(life.pub), "--prefix", str(prefix),
-                      "--target", "kubernetes", "--registry", "reg.internal:5000/ai", "--apply")
+                      "--target", "kubernetes", "--registry", "reg.internal:5000/ai", "--apply", *extra)
         assert rc == 0, out["error"]
         return dict(out["data"])
 
-    first, second = install("1.0.0"), install("1.1.0")
+    first, second = install("1.0.0", "--weights", "host-path"), install("1.1.0")
+    assert (first["weights"], second["weights"]) == ("host-path", "image-volume")
     vid1, vid2 = first["versionId"], second["versionId"]
     assert second["previousVersion"] == "1.0.0" and second["applied"] is False
     assert second["commands"][-1] == f"kubectl apply -f {prefix}/deploy/kubernetes"
     for vid in (vid1, vid2):
         manifests = prefix / "versions" / vid / "deploy/kubernetes"
-        assert str(prefix / "versions" / vid / "model") in (manifests / "deployment.yaml").read_text()
         assert oct((manifests / "secret-api-key.yaml").stat().st_mode & 0o777) == "0o600"
-        assert (prefix / "versions" / vid / "model").is_dir()
+    # host-path: the node reads this host's copy; image-volume: the model artifact, and no copy here
+    assert str(prefix / "versions" / vid1 / "model") in (prefix / "versions" / vid1 / "deploy/kubernetes/"
+                                                         "deployment.yaml").read_text()
+    assert any((prefix / "versions" / vid1 / "model").iterdir())
+    assert "reg.internal:5000/ai/smollm2-clife@sha256:" in (prefix / "versions" / vid2 / "deploy/kubernetes/"
+                                                           "deployment.yaml").read_text()
+    assert not (prefix / "versions" / vid2 / "model").exists()
     assert (prefix / "deploy").resolve() == (prefix / "versions" / vid2 / "deploy").resolve()
     record = json.loads((prefix / "airpack-install.json").read_text())
     assert (record["target"], record["active"], record["previous"]) == ("kubernetes", vid2, vid1)

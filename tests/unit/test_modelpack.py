@@ -61,6 +61,9 @@ def test_the_manifest_is_a_modelpack_artifact_of_raw_layers() -> None:
     assert by_path["config.json"]["mediaType"] == "application/vnd.cncf.model.weight.config.v1.raw"
     assert by_path["LICENSE"]["mediaType"] == "application/vnd.cncf.model.doc.v1.raw"
     assert [ly["annotations"]["org.cncf.model.filepath"] for ly in doc["layers"]] == sorted(f.path for f in FILES)
+    # CRI-O and Podman name a mounted artifact's files by their title (Kubernetes image volumes)
+    assert all(ly["annotations"]["org.opencontainers.image.title"] == ly["annotations"]["org.cncf.model.filepath"]
+               for ly in doc["layers"])
     assert art.manifest_descriptor.digest == "sha256:" + hashlib.sha256(art.manifest).hexdigest()
 
 
@@ -99,6 +102,24 @@ def test_info_from_the_bundle_uses_the_lock_and_the_planner() -> None:
     art = mp.build_artifact([_file("m.gguf", b"g")], mp.info_from_bundle("m", "2", None, {}, None))
     assert json.loads(art.config)["config"] == {"format": "gguf"}  # from the files when no plan was recorded
     validate(art.config)
+
+
+def test_architecture_and_param_size_come_from_the_planner() -> None:
+    info = mp.info_from_bundle("m", "2", None, {}, {"weight_format": "gguf", "quantization": "Q4_1",
+                                                    "architecture": "llama", "param_count": 134_515_008})
+    art = mp.build_artifact([_file("m.gguf", b"g")], info)
+    assert json.loads(art.config)["config"] == {"architecture": "llama", "format": "gguf", "paramSize": "135M",
+                                                "quantization": "Q4_1"}
+    validate(art.config)
+    assert mp.info_from_bundle("m", "2", None, {}, {"param_count": None}).param_size is None
+
+
+@pytest.mark.parametrize(("count", "size"), [(7, "7"), (1_000, "1K"), (134_515_008, "135M"),
+                                             (999_999_999, "1B"), (1_711_376_384, "1.71B"),
+                                             (8_030_261_248, "8.03B"), (70_553_706_496, "70.6B"),
+                                             (1_234_567_890_123, "1.23T"), (0, None)])
+def test_param_size_is_written_as_the_model_world_writes_it(count: int, size: str | None) -> None:
+    assert mp.param_size(count) == size
 
 
 def test_the_model_goes_to_the_bundle_name_tagged_with_its_version() -> None:

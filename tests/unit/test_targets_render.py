@@ -31,7 +31,8 @@ def deploy() -> dict[str, bytes]:
 
 def host(prefix: str = "/srv/ap/demo", **kw: object) -> HostParams:
     return HostParams(
-        prefix=prefix, port=8123, gpus=0, network="host", api_key_file=f"{prefix}/secrets/api-key", **kw
+        prefix=prefix, port=8123, gpus=0, network="host", api_key_file=f"{prefix}/secrets/api-key",
+        model_digest="sha256:" + "ef" * 32, **kw
     )  # type: ignore[arg-type]
 
 
