@@ -86,7 +86,7 @@ def test_kubernetes_manifests_validate(engine: str, weights: str, gpus: int) -> 
     replicas (with a claim for init-copy)."""
     key = None if engine == "ollama" else "/etc/airpack/key"
     for ctx in (context(engine), placed(context(engine), storage_class="fast-ssd")):
-        if weights == "host-path" and ctx.replicas > 1 or weights == "init-copy" and ctx.replicas > 1:
+        if weights in ("host-path", "init-copy") and ctx.replicas > 1:
             ctx = dataclasses.replace(ctx, replicas=1)  # refused with replicas (test_render_kubernetes)
         files = _render(ctx, ("kubernetes",), gpus=gpus, api_key_file=key, weights=weights, weights_digest=DIGEST)
         kinds = []
