@@ -94,7 +94,7 @@ def push(bundle: BundleArg, key: PubKeyOpt,
          registry: Annotated[str, typer.Option("--registry", metavar="REGISTRY", help="HOST[:PORT][/PREFIX] of the internal registry.")],
          weights_image: Annotated[bool, typer.Option(
              "--weights-image", help="Also push the weights image (the runtime image plus the model files, for "
-             "an init container to copy on clusters without image volumes), tagged <version>-weights.")] = False,
+             "an init container to copy on clusters without image volumes), tagged VERSION-weights.")] = False,
          as_json: JsonOpt = False) -> None:
     """Verify the bundle, then push its images and its model (a ModelPack artifact), byte for byte, to an
     internal registry."""

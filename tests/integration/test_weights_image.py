@@ -181,7 +181,9 @@ def test_a_second_push_uploads_no_blob(pushed: dict[str, Any], verified, proxy: 
 
 def test_the_tar_layers_go_in_resumable_chunks(verified, registries: tuple[Registry, Registry]) -> None:
     """A chunk size below the weight layer's size: ``PATCH`` chunks of ``head + file + tail``, accepted under the
-    layer's digest; the blob read back is the tar the digest names, holding the file."""
+    layer's digest; the blob read back is the tar the digest names, holding the file. The runtime image was never
+    pushed under this prefix, so the registry answers the mount with 202 and the base layer is uploaded from the
+    bundle instead (the manifest is accepted only when every blob is there)."""
     from airpack.bundle_layout import IMAGES_DIR
     from airpack.oci.push import push_weights_image as push
 
