@@ -36,8 +36,12 @@ def write_pieces(fh: IO[bytes], data: bytes) -> None:
         fh.write(view[start:start + IO_BLOCK])
 
 
-def path_problem(rel: str) -> str | None:
-    """Why ``rel`` is not a safe, portable, relative bundle path, or None when it is."""
+def path_problem(rel: str, *, portable: bool = True) -> str | None:
+    """Why ``rel`` is not a safe, portable, relative bundle path, or None when it is.
+
+    ``portable=False`` keeps the safety rules (relative, no ``..`` or ``.``, no empty component, no control
+    character) but allows any other name: for a path handed to a program as an argument, never parsed by a shell.
+    """
     if not rel:
         return "empty path"
     if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
@@ -49,6 +53,8 @@ def path_problem(rel: str) -> str | None:
         return "'..' or '.' component"
     if any(not p for p in parts):
         return "empty path component"
+    if not portable:
+        return "control character" if any(ord(c) < 32 or ord(c) == 127 for c in rel) else None
     for part in parts:
         if not _COMPONENT.match(part):
             return f"non-portable name {part!r} (allowed: A-Z a-z 0-9 . _ - + @ =)"

@@ -122,3 +122,11 @@ def parse_kubernetes(where: str, value: Any) -> KubernetesSpec:
         storage_class=sf.opt(data, "storageClass", where,
                              lambda k, v: _dns(k, v, _DNS_SUBDOMAIN, "a storage class name (a DNS subdomain)")),
     )
+
+
+def signed_weights_mode(spec: Mapping[str, Any]) -> str:
+    """``deploy.kubernetes.weights`` of a spec as a bundle's manifest carries it (validated when it was built)."""
+    deploy = spec.get("deploy")
+    k8s = deploy.get("kubernetes") if isinstance(deploy, dict) else None
+    mode = k8s.get("weights") if isinstance(k8s, dict) else None
+    return mode if mode in WEIGHTS_MODES else DEFAULT_WEIGHTS

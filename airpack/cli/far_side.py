@@ -70,24 +70,38 @@ def load(bundle: BundleArg, key: PubKeyOpt, as_json: JsonOpt = False) -> None:
          lambda r: result("loaded " + (", ".join(r["tags"]) or "no images")))
 
 
-def _push_impl(bundle: Path, keys: list[Path], registry: str, progress: bool) -> dict[str, Any]:
-    from airpack.install.images import push_images, push_model  # noqa: PLC0415
+def _push_impl(bundle: Path, keys: list[Path], registry: str, progress: bool, weights: bool) -> dict[str, Any]:
+    from airpack.install.images import push_images, push_model, push_weights_image  # noqa: PLC0415
+    from airpack.spec_kubernetes import signed_weights_mode  # noqa: PLC0415
 
     with live(progress) as (reporter, _):
         vb = _verified(bundle, keys, reporter)
         refs = push_images(vb, registry, reporter)
         model = push_model(vb, registry, reporter)
-    return {"bundle": str(bundle), "registry": registry, "images": refs, "model": model}
+        out = {"bundle": str(bundle), "registry": registry, "images": refs, "model": model}
+        if weights or signed_weights_mode(vb.manifest.spec) == "init-copy":  # the pods will copy from it
+            out["weightsImage"] = push_weights_image(vb, registry, reporter)
+    return out
+
+
+def _render_push(r: dict[str, Any]) -> None:
+    lines = [*(f"pushed {ref}" for ref in r["images"]), f"pushed model {r['model']}"]
+    if r.get("weightsImage"):
+        lines.append(f"pushed weights image {r['weightsImage']}")
+    result("\n".join(lines))
 
 
 @app.command()
 def push(bundle: BundleArg, key: PubKeyOpt,
          registry: Annotated[str, typer.Option("--registry", metavar="REGISTRY", help="HOST[:PORT][/PREFIX] of the internal registry.")],
+         weights_image: Annotated[bool, typer.Option(
+             "--weights-image", help="Also push the weights image (the runtime image plus the model files, for "
+             "an init container to copy on clusters without image volumes), tagged VERSION-weights. Always pushed "
+             "when the spec's deploy.kubernetes.weights is init-copy.")] = False,
          as_json: JsonOpt = False) -> None:
     """Verify the bundle, then push its images and its model (a ModelPack artifact), byte for byte, to an
     internal registry."""
-    _run("push", as_json, lambda: _push_impl(bundle, key, registry, not as_json),
-         lambda r: result("\n".join([*(f"pushed {ref}" for ref in r["images"]), f"pushed model {r['model']}"])))
+    _run("push", as_json, lambda: _push_impl(bundle, key, registry, not as_json, weights_image), _render_push)
 
 
 class _Document(Protocol):

@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from airpack._fs import read_capped
 from airpack.bundle_layout import Entry, Manifest
@@ -18,7 +17,7 @@ from airpack.hashing import sha256_bytes
 from airpack.install import host, targets
 from airpack.render import TRIAL_DIGEST, default_host_params, host_diff
 from airpack.signing import PublicKey
-from airpack.spec_kubernetes import DEFAULT_WEIGHTS, WEIGHTS_MODES
+from airpack.spec_kubernetes import signed_weights_mode
 
 MAX_DEPLOY_FILE = 16 * 1024 * 1024
 
@@ -38,13 +37,6 @@ def read_signed(bundle: Path, entry: Entry) -> bytes:
 def signed_deploy(bundle: Path, manifest: Manifest) -> dict[str, bytes]:
     """Every deploy file of the bundle, by its path relative to ``deploy/``, each checked against its hash."""
     return {e.path.removeprefix("deploy/"): read_signed(bundle, e) for e in manifest.files if e.kind == "deploy"}
-
-
-def _spec_weights(spec: Mapping[str, Any]) -> str:
-    deploy = spec.get("deploy")
-    k8s = deploy.get("kubernetes") if isinstance(deploy, dict) else None
-    mode = k8s.get("weights") if isinstance(k8s, dict) else None
-    return mode if mode in WEIGHTS_MODES else DEFAULT_WEIGHTS
 
 
 def bundle_deploy_diff(bundle: Path, keys: Sequence[PublicKey]) -> dict[str, str]:
@@ -68,7 +60,7 @@ def bundle_deploy_diff(bundle: Path, keys: Sequence[PublicKey]) -> dict[str, str
             # The weights' digests are the same on both sides (not part of the diff): no hash pass for inspect.
             base = default_host_params(slug, gpus=gpus, registry="registry.invalid" if registry else None,
                                        model_digest=TRIAL_DIGEST, weights_digest=TRIAL_DIGEST,
-                                       weights=_spec_weights(m.spec))
+                                       weights=signed_weights_mode(m.spec))
             params = dataclasses.replace(
                 base, network="host", registry=registry, api_key_file=f"{base.prefix}/{host.API_KEY_FILE}"
             )

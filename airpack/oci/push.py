@@ -3,7 +3,8 @@
 Repository paths follow the one naming rule (:func:`airpack.oci.reference.site_reference`): the source path
 under an optional prefix (``reg:5000/mirror`` + ``docker.io/library/busybox`` →
 ``reg:5000/mirror/library/busybox``); tags and manifest digests are kept. Blobs the
-registry already has are skipped (HEAD); blobs pushed to another repository in the same run are mounted;
+registry already has are skipped (HEAD); blobs pushed to another repository in the same run are mounted
+(the weights image mounts the runtime image's layers from the repository ``airpack push`` put them in);
 large blobs go in chunks (``PATCH`` with ``Content-Range``), and an interrupted chunk is resumed from the
 offset the registry reports (``GET`` on the upload URL), not from zero.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from airpack._fs import open_regular
-from airpack.errors import FetchError
+from airpack.errors import FetchError, VerificationError
 from airpack.lock import LockedImage
 from airpack.oci.auth import RegistryOptions
 from airpack.oci.layout import OciLayout
@@ -27,6 +28,7 @@ from airpack.oci.manifest import Descriptor
 from airpack.oci.modelpack import Artifact
 from airpack.oci.reference import model_repository, site_repository, site_tag, split_site_registry
 from airpack.oci.registry import RegistryClient, check_status
+from airpack.oci.weights_image import WeightsImage, weights_repository, weights_tag
 
 Progress = Callable[[int], None]
 DEFAULT_CHUNK = 64 * 1024 * 1024
@@ -60,12 +62,54 @@ class _Slice(io.RawIOBase):
         return self._pos
 
 
+class _Framed(io.RawIOBase):
+    """``head`` + the first ``size`` bytes of an open file + ``tail``, seekable: a weights layer's tar, sent
+    without writing it anywhere (the file is read once, in the slices the upload asks for)."""
+
+    def __init__(self, head: bytes, fh: Any, size: int, tail: bytes) -> None:
+        self._head, self._fh, self._size, self._tail, self._pos = head, fh, size, tail, 0
+        self._len = len(head) + size + len(tail)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._len - self._pos if size is None or size < 0 else min(size, self._len - self._pos)
+        parts: list[bytes] = []
+        while want > 0:
+            pos, body_end = self._pos, len(self._head) + self._size
+            if pos < len(self._head):
+                data = self._head[pos:pos + want]
+            elif pos < body_end:
+                self._fh.seek(pos - len(self._head))
+                data = self._fh.read(min(want, body_end - pos))
+                if not data:
+                    raise VerificationError(f"{getattr(self._fh, 'name', 'a model file')}: shorter than its "
+                                            f"signed {self._size} bytes")
+            else:
+                data = self._tail[pos - body_end:pos - body_end + want]
+            parts.append(data)
+            self._pos += len(data)
+            want -= len(data)
+        return b"".join(parts)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = pos if whence == 0 else self._pos + pos if whence == 1 else self._len + pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
 @dataclass(frozen=True)
 class Blob:
-    """A blob to upload: its descriptor and the file that holds exactly its bytes (from offset 0)."""
+    """A blob to upload: its descriptor and the file that holds exactly its bytes (from offset 0), or, with a
+    ``head`` or ``tail``, the bytes ``head + file + tail`` (a weights layer's tar around a model file)."""
 
     descriptor: Descriptor
     path: Path
+    head: bytes = b""
+    tail: bytes = b""
 
 
 class Pusher:
@@ -78,8 +122,7 @@ class Pusher:
         self.pushed: dict[str, str] = {}  # blob digest -> a repository that has it (for cross-repo mounts)
 
     def blob(self, repo: str, blob: Blob) -> None:
-        _push_blob(self.client, blob.path, repo, blob.descriptor, self.pushed, self.chunk_size, self.progress,
-                   self.retries)
+        _push_blob(self.client, blob, repo, self.pushed, self.chunk_size, self.progress, self.retries)
         self.pushed.setdefault(blob.descriptor.digest, repo)
 
     def blob_bytes(self, repo: str, descriptor: Descriptor, data: bytes) -> None:
@@ -147,8 +190,33 @@ def push_model(artifact: Artifact, model_dir: Path, registry: str, name: str, ve
                                artifact.manifest_descriptor.digest)
 
 
-def _push_blob(client: RegistryClient, path: Path, repo: str, blob: Descriptor, pushed: dict[str, str],
-               chunk_size: int, progress: Progress | None, retries: int) -> None:
+def push_weights_image(image: WeightsImage, layout_dir: Path, model_dir: Path, registry: str, name: str,
+                       version: str, *, options: RegistryOptions | None = None, chunk_size: int = DEFAULT_CHUNK,
+                       progress: Progress | None = None, retries: int = 3) -> str:
+    """Push the weights image to ``REGISTRY/<name>:<version>-weights`` (beside the model artifact): the base
+    layers mounted from the runtime image's site repository (uploaded from the layout when the registry does not
+    mount), each tar layer streamed as ``head + file + tail`` (:func:`airpack.oci.weights_image.tar_frame`),
+    then the config and the manifest; blobs the registry has are skipped. Returns ``host/prefix/name@sha256:…``."""
+    host, prefix = split_site_registry(registry)
+    repo, tag = weights_repository(prefix, name), weights_tag(version)
+    base_repo = site_repository(prefix, image.base.source)
+    layout = OciLayout(layout_dir)
+    with RegistryClient(host, options) as client:
+        pusher = Pusher(client, chunk_size=chunk_size, progress=progress, retries=retries)
+        for desc in {d.digest: d for d in image.base.layers}.values():
+            pusher.pushed.setdefault(desc.digest, base_repo)
+            pusher.blob(repo, Blob(desc, layout.blob_path(desc.digest)))
+        for layer in image.layers:
+            head, tail = layer.frame()
+            pusher.blob(repo, Blob(layer.descriptor, model_dir / layer.file.path, head, tail))
+        pusher.blob_bytes(repo, image.config_descriptor, image.config)
+        return pusher.manifest(repo, tag, image.manifest_descriptor.media_type, image.manifest,
+                               image.manifest_descriptor.digest)
+
+
+def _push_blob(client: RegistryClient, source: Blob, repo: str, pushed: dict[str, str], chunk_size: int,
+               progress: Progress | None, retries: int) -> None:
+    blob, path = source.descriptor, source.path
     if client.blob_exists(repo, blob.digest, actions="pull,push"):
         return
     params = {"mount": blob.digest, "from": pushed[blob.digest]} if blob.digest in pushed else None
@@ -158,7 +226,10 @@ def _push_blob(client: RegistryClient, path: Path, repo: str, blob: Descriptor, 
     check_status(resp, (202,), f"{client.registry}/{repo}: starting upload of {blob.digest}")
     location = client.absolute(resp.headers["Location"])
     where = f"{client.registry}/{repo} blob {blob.digest}"
-    with os.fdopen(open_regular(path), "rb") as fh:  # no link, no FIFO; reads stop at the blob's size
+    with os.fdopen(open_regular(path), "rb") as raw:  # no link, no FIFO; reads stop at the blob's size
+        fh: Any = raw
+        if source.head or source.tail:
+            fh = _Framed(source.head, raw, blob.size - len(source.head) - len(source.tail), source.tail)
         if blob.size <= chunk_size:
             resp = client.request("PUT", "", url=location, params={"digest": blob.digest}, repo=repo,
                                   actions="pull,push", body=_Slice(fh, 0, blob.size),
