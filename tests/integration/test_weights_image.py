@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from airpack.bundle_layout import MODEL_DIR
 from airpack.install.images import push_weights_image, weights_image
@@ -117,7 +118,7 @@ def bundle(registries: tuple[Registry, Registry], built_bundle, keys, tmp_path_f
     (model / NESTED).write_text(json.dumps({"a": 0}))
     runtime = {"engine": "custom", "image": f"{upstream.host}/airpack-test/bb-runtime:1", "port": 8080,
                "health": "/health"}
-    return built_bundle(model, key=keys.ecdsa, runtime=runtime)
+    return built_bundle(model, key=keys.ecdsa, runtime=runtime, deploy=["kubernetes"])
 
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -231,4 +232,45 @@ def test_the_init_container_copies_every_file_byte_for_byte(
     r = docker("run", "--rm", "--network", "host", "-v", f"{out}:/weights", ref)  # the image's own command
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 copied, 3 already in place" in r.stdout
+    docker("rmi", ref)
+
+
+@pytest.mark.docker
+def test_the_rendered_init_container_names_the_pushed_image_and_copies_with_its_own_command(
+        pushed: dict[str, Any], bundle: Path, keys, env: dict[str, str], proxy: FaultProxy,
+        registries: tuple[Registry, Registry],
+        docker_engine: DockerEngine,  # noqa: F811 - the fixture
+        tmp_path: Path) -> None:
+    """``render --weights init-copy`` names, offline, the image push wrote; the init container it renders (its
+    ``command`` run as Kubernetes would, replacing the entrypoint) copies every file and checks it."""
+    _, internal = registries
+    out = tmp_path / "rendered"
+    _cli(env, "render", str(bundle), "--key", str(keys.ecdsa.pub), "--target", "kubernetes", "--registry",
+         f"{proxy.host}/site", "--weights", "init-copy", "--no-api-key", "--out", str(out))
+    deployment = yaml.safe_load((out / "kubernetes" / "deployment.yaml").read_bytes())
+    pod = deployment["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == pushed["weightsImage"]
+    assert {"name": "weights", "emptyDir": {"sizeLimit": "2Gi"}} in pod["volumes"]
+    ref = f"{internal.host}/site/test-model@{init['image'].rpartition('@')[2]}"  # the same registry, directly
+    denv = docker_engine.env()
+
+    def docker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, env=denv, timeout=300,
+                              check=False)
+
+    assert docker("pull", ref).returncode == 0
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    command = [arg.replace("$$", "$") for arg in init["command"]]  # the kubelet's expansion: "$$" is "$"
+    r = docker("run", "--rm", "--network", "host", "-v", f"{weights}:{init['volumeMounts'][0]['mountPath']}",
+               "--entrypoint", command[0], ref, *command[1:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    copied = sorted(str(p.relative_to(weights)) for p in weights.rglob("*") if p.is_file())
+    signed = sorted(e["path"].removeprefix(f"{MODEL_DIR}/")
+                    for e in json.loads((bundle / "airpack.json").read_text())["files"]
+                    if e["path"].startswith(f"{MODEL_DIR}/"))
+    assert copied == signed
+    for rel in copied:
+        assert (weights / rel).read_bytes() == (bundle / MODEL_DIR / rel).read_bytes()
     docker("rmi", ref)
