@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from airpack.oci.modelpack import ModelFile  # noqa: E402
-from airpack.oci.weights_image import layer_descriptors  # noqa: E402
+from airpack.oci.modelpack import ModelFile
+from airpack.oci.weights_image import layer_descriptors
 
 MIB = 1024 * 1024
 
@@ -62,7 +62,7 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gib", type=float, default=2.0)
-    ap.add_argument("--dir", type=Path, default=Path("/var/tmp/airpack-bench-wi"))
+    ap.add_argument("--dir", type=Path, default=Path("/var/tmp/airpack-bench-wi"))  # noqa: S108 - a bench folder, named
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     model = args.dir / "model"
