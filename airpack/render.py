@@ -254,6 +254,12 @@ def _host_attrs(rel: str, source: str) -> frozenset[str]:
     return frozenset(used)
 
 
+def stage2_ast(rel: str, source: str) -> nodes.Template:
+    """A deploy file's stage-2 syntax tree (for ``render --target helm``), its host parameters checked."""
+    _host_attrs(rel, source)
+    return _STAGE2.parse(source)
+
+
 def _check_stage2(rel: str, source: str) -> None:
     _host_attrs(rel, source)
 

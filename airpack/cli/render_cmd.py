@@ -35,7 +35,7 @@ def _text(r: RenderResult) -> None:
 @app.command()
 def render(
     bundle: BundleArg, key: PubKeyOpt,
-    target: Annotated[str, typer.Option("--target", help="compose, kubernetes or systemd.")],
+    target: Annotated[str, typer.Option("--target", help="compose, kubernetes, helm (a chart of the kubernetes files) or systemd.")],
     out: Annotated[Path, typer.Option("--out", help="A new or empty folder for the files.")],
     registry: Annotated[str | None, typer.Option("--registry", metavar="REGISTRY", help="kubernetes: "
                                                  "HOST[:PORT][/PREFIX] that 'airpack push' put the images in.")] = None,

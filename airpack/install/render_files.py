@@ -27,6 +27,7 @@ from airpack.install.images import weights_params
 from airpack.render import HostParams, render_host
 from airpack.verify import VerifiedBundle
 
+HELM = "helm"  # render only: a chart whose templates are the kubernetes target's files
 DEFAULT_ROOT = Path("/opt/airpack")  # the prefix is <root>/<name> unless the caller names one
 
 
@@ -35,7 +36,7 @@ class RenderOptions:
     """The host parameters of ``airpack render``, checked when built (as :class:`InstallOptions` checks
     install's). ``prefix`` None: ``/opt/airpack/<name>``, where the files expect the weights and the key."""
 
-    target: str
+    target: str  # an install target's name, or "helm" (a chart of the kubernetes files)
     out: Path
     port: int = 8000
     bind: str = "127.0.0.1"
@@ -47,17 +48,24 @@ class RenderOptions:
     weights: str | None = None  # kubernetes: image-volume, init-copy or host-path (None: the spec's choice)
 
     def __post_init__(self) -> None:
-        t = targets.get(self.target)
+        t = targets.get(self.install_target)
         if "--show-diff" not in t.flags:  # a target whose install writes no deploy files
             takers = ", ".join(n for n, x in targets.TARGETS.items() if "--show-diff" in x.flags)
-            raise UsageError(f"--target {self.target} writes no deploy files: render takes {takers}")
-        check_install_flags(self.target, registry=self.registry, apply=False, show_diff=False, weights=self.weights)
+            raise UsageError(f"--target {self.target} writes no deploy files: render takes {takers}, {HELM}")
+        check_install_flags(self.install_target, registry=self.registry, apply=False, show_diff=False,
+                            weights=self.weights)
         if self.gpus is not None and not 0 <= self.gpus <= 64:
             raise UsageError(f"--gpus {self.gpus}: a GPU count per replica, 0-64")
         if t.needs_registry and not self.registry:
             raise UsageError(f"--target {self.target} needs --registry HOST[:PORT][/PREFIX]",
                              hint="the registry 'airpack push' put the images in")
         check_out(self.out)
+
+
+    @property
+    def install_target(self) -> str:
+        """The install target whose files are rendered (a Helm chart is made of the kubernetes files)."""
+        return "kubernetes" if self.target == HELM else self.target
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class RenderResult:
                 "apiKeyFile": self.api_key_file}
 
 
+
 def check_out(out: Path) -> None:
     """``out`` must be new or an empty folder (exit 2 otherwise): render never mixes its files with others."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
@@ -97,13 +106,17 @@ def render_files(verified: VerifiedBundle, options: RenderOptions) -> dict[str, 
     check_api_key(ctx, options.api_key, verb="render")
     prefix = (options.prefix or DEFAULT_ROOT / m.name).absolute()
     vid = versions.version_id(m.version, verified.sums_sha256)
-    target = targets.get(options.target)
+    target = targets.get(options.install_target)
     params = HostParams(prefix=str(versions.version_dir(prefix, vid)), port=options.port, bind=options.bind,
                         gpus=rt.spec.target.gpus if options.gpus is None else options.gpus, network=options.network,
                         registry=options.registry,
                         api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None,
                         **weights_params(verified, target, options.weights or ctx.kubernetes.weights))
     chosen = target.deploy_files(signed_deploy(verified.path, m))
+    if options.target == HELM:
+        from airpack.install.helm_chart import ChartInputs, chart  # noqa: PLC0415
+
+        return chart(ChartInputs(ctx, params, f"{ctx.slug}-api-key" if options.api_key else None), chosen)
     return render_host(chosen, params)
 
 

@@ -43,15 +43,18 @@ def verified(built: Path, keys: Any) -> VerifiedBundle:
     return verify_bundle(built, [keys.ecdsa.public])
 
 
-def with_runtime(vb: VerifiedBundle, folder: Path, engine: str = "vllm") -> VerifiedBundle:
-    """A copy of the bundle at ``folder`` with a runtime and its deploy files (compose, systemd, kubernetes)."""
+def with_runtime(vb: VerifiedBundle, folder: Path, engine: str = "vllm", deploy: Any = None,
+                 target: dict[str, Any] | None = None) -> VerifiedBundle:
+    """A copy of the bundle at ``folder`` with a runtime and its deploy files (``deploy``: compose, systemd,
+    kubernetes); ``target`` fields replace the spec's."""
     shutil.copytree(vb.path, folder)
     m = vb.manifest
     repo = IMAGES[engine]
     image = LockedImage(ref=f"{repo}@{MANIFEST}", repository=repo, digest=MANIFEST, config_digest=CONFIG,
                         platform="linux/amd64")
     spec = {**m.spec, "runtime": {"engine": engine, "image": f"{repo}:v1"},
-            "deploy": ["compose", "systemd", "kubernetes"]}
+            "deploy": deploy or ["compose", "systemd", "kubernetes"],
+            "target": {**(m.spec.get("target") or {}), **(target or {})}}
     lock_doc: dict[str, Any] = {**m.lock, "images": [image.to_dict()]}
     if engine == "ollama":  # one GGUF file to serve
         model = dict(lock_doc["model"])
