@@ -28,7 +28,10 @@ def _text(r: RenderResult) -> None:
     result(f"{r.name} {r.version}: {r.target} files written to {r.out} (for a host where it is installed at "
            f"{r.prefix})")
     result("\n".join(f"  {f}" for f in r.files))
-    if r.api_key_file:
+    if r.target == "helm":
+        result("API key: the Secret values.yaml names in apiKey.secretName (none is written here)"
+               if r.api_key_file else "no API key (apiKey.secretName is empty)")
+    elif r.api_key_file:
         result(f"API key: read from {r.api_key_file} on the host (none is written here)")
 
 

@@ -131,8 +131,9 @@ def test_the_schema_makes_helm_refuse_bad_values(plain: VerifiedBundle, tmp_path
 def test_helm_is_render_only_and_needs_the_registry(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="needs --registry"):
         RenderOptions(target="helm", out=tmp_path / "o")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError) as refused:
         InstallOptions(prefix=tmp_path / "p", target="helm")
+    assert "airpack render --target helm" in str(refused.value.hint)
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("x")
     with pytest.raises(RefusedError, match="not empty"):

@@ -23,7 +23,8 @@ def get(name: str) -> Target:
     try:
         return TARGETS[name]
     except KeyError:
-        raise UsageError(f"--target {name!r} is not one of {', '.join(NAMES)}") from None
+        hint = "a Helm chart is rendered, not installed: airpack render --target helm" if name == "helm" else None
+        raise UsageError(f"--target {name!r} is not one of {', '.join(NAMES)}", hint=hint) from None
 
 
 def of_record(record: Record | None) -> Target:
