@@ -241,13 +241,15 @@ def schema() -> dict[str, Any]:
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",
+        "additionalProperties": False,  # a misspelt value is refused, not ignored
         "required": ["registry", "replicas", "gpus", "port", "images", "model", "weights", "apiKey"],
         "properties": {
             "registry": {"type": "string", "pattern": r"^[A-Za-z0-9.:\[\]-]+(/[a-z0-9._-]+)*$"},
             "replicas": {"type": "integer", "minimum": 1, "maximum": 1000},
             "gpus": {"type": "integer", "minimum": 0, "maximum": 64},
             "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-            "images": {"type": "object", "required": ["engine"], "properties": {
+            "global": {"type": "object"},  # Helm's own
+            "images": {"type": "object", "required": ["engine"], "additionalProperties": False, "properties": {
                 "engine": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$"}}},
             "model": {"type": "object", "required": ["digest"], "properties": {"digest": digest}},
             "weights": {"type": "object", "required": ["mode"], "properties": {

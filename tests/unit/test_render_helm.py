@@ -87,6 +87,7 @@ def test_the_chart_lints_and_renders_as_the_plain_manifests(plain: VerifiedBundl
     ({"gpus": 0}, {"gpus": 0}),
     ({"weights": {"mode": "host-path"}}, {"weights": "host-path"}),
     ({"apiKey": {"secretName": ""}}, {"api_key": False}),
+    ({"port": 9000}, {"port": 9000}),
 ])
 def test_values_give_what_render_gives_for_the_same_options(
         plain: VerifiedBundle, tmp_path: Path, values: dict[str, Any], options: dict[str, Any]) -> None:
@@ -120,6 +121,8 @@ def test_a_placed_bundle_and_replicas_as_values(placed: VerifiedBundle, tmp_path
     ({"replicas": 0}, "replicas"),
     ({"weights": {"mode": "nfs"}}, "mode"),
     ({"weights": {"mode": "init-copy", "imageDigest": ""}}, "imageDigest"),
+    ({"gpus": 65}, "gpus"),
+    ({"replica": 3}, "replica"),
 ])
 def test_the_schema_makes_helm_refuse_bad_values(plain: VerifiedBundle, tmp_path: Path,
                                                  values: dict[str, Any], what: str) -> None:
@@ -138,3 +141,14 @@ def test_helm_is_render_only_and_needs_the_registry(tmp_path: Path) -> None:
     (tmp_path / "used" / "x").write_text("x")
     with pytest.raises(RefusedError, match="not empty"):
         RenderOptions(target="helm", out=tmp_path / "used", registry=REGISTRY)
+
+
+def test_an_ollama_chart_carries_its_modelfile_and_no_key(verified: VerifiedBundle,  # noqa: F811 - the fixture
+                                                          tmp_path: Path) -> None:
+    ollama = with_runtime(verified, tmp_path / "bundle", engine="ollama")
+    chart = _chart(ollama, tmp_path / "chart", api_key=False)
+    docs = _helm_render(chart)
+    assert docs == _plain(ollama, tmp_path / "plain", api_key=False)
+    assert "ConfigMap" in {d["kind"] for d in docs}
+    with pytest.raises(Exception, match="cannot require an API key"):  # the bundle's own refusal, translated
+        _helm_render(chart, {"apiKey": {"secretName": "ollama-key"}})
