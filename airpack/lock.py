@@ -143,6 +143,9 @@ class Lock:
     plan: dict[str, Any] | None = None
     checks: tuple[dict[str, Any], ...] = ()
     airpack_version: str = __version__
+    # The planner's facts about the model (architecture, parameter count, format, quantization), recorded even
+    # when the target's memory is not known and there is no plan: the ModelPack config is made of them.
+    facts: dict[str, Any] | None = None
     lock_version: int = LOCK_VERSION
     tool: LockedTool | None = None  # the wheels ``tool/`` carries (None: a bundle without the tool)
 
@@ -158,6 +161,8 @@ class Lock:
         }
         if self.tool is not None:
             out["tool"] = self.tool.to_dict()
+        if self.facts is not None:
+            out["facts"] = self.facts
         return out
 
     def to_json(self) -> bytes:
@@ -177,6 +182,7 @@ class Lock:
             airpack_version=str(d.get("airpackVersion", "")),
             lock_version=int(version),
             tool=LockedTool.from_dict(d["tool"]) if d.get("tool") is not None else None,
+            facts=d["facts"] if isinstance(d.get("facts"), dict) else None,
         )
 
 

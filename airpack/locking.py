@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airpack.lock import Lock, LockedFile, LockedModel, lock_local
 from airpack.spec import Spec
 from airpack.tool import PYTHONS, WheelSource
+
+if TYPE_CHECKING:
+    from airpack.plan.facts import ModelFacts
 
 
 def lock_hub(spec: Spec) -> LockedModel:
@@ -52,19 +55,22 @@ def resolve(spec: Spec, *, cache_dir: Path, tool: WheelSource | None = None) -> 
     )
 
     plan: dict[str, Any] | None = None
+    facts: ModelFacts | None = None
     checks: tuple[dict[str, Any], ...] = ()
     if spec.model.path:
         # sizes and headers first (no hashing), so a model that cannot fit is refused at once
         model = choose_local_quant(spec, lock_local(spec, digest_of=size_only))
         if spec.runtime is not None:
-            plan, checks = verdict(spec, local_facts(spec, model))
+            facts = local_facts(spec, model)
+            plan, checks = verdict(spec, facts)
         model = _hash_local(spec, model)
     else:
         model = lock_hub(spec)
         if spec.model.cache:  # judged like any other source, from the cached files
             model = keep_cache_quant(spec, model)
             if spec.runtime is not None:
-                plan, checks = verdict(spec, cache_facts(spec, model))
+                facts = cache_facts(spec, model)
+                plan, checks = verdict(spec, facts)
         else:
             from airpack.sources import hf_plan  # noqa: PLC0415
 
@@ -73,7 +79,8 @@ def resolve(spec: Spec, *, cache_dir: Path, tool: WheelSource | None = None) -> 
             elif spec.model.quant:
                 model = keep_branch_quant(spec, model)
             if spec.runtime is not None:
-                plan, checks = verdict(spec, hf_plan.hub_model_facts(model))
+                facts = hf_plan.hub_model_facts(model)
+                plan, checks = verdict(spec, facts)
     if spec.model.signature_key:  # the publisher's OMS signature (model.signature), checked against the lock
         from airpack.attest.source import check_source_signature  # noqa: PLC0415
 
@@ -85,4 +92,5 @@ def resolve(spec: Spec, *, cache_dir: Path, tool: WheelSource | None = None) -> 
 
         locked_tool = resolve_tool(spec.target.platform, spec.target.python or PYTHONS, tool, cache_dir)
     return Lock(spec_digest=spec.digest(), model=model, images=images, plan=plan,
+                facts=facts.summary() if facts is not None else None,
                 checks=checks + image_checks(images), tool=locked_tool)

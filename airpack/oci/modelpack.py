@@ -100,9 +100,9 @@ def layer_type(path: str) -> str:
 def info_from_bundle(name: str, version: str, created: str | None, lock: Mapping[str, Any],
                      plan: Mapping[str, Any] | None) -> ModelInfo:
     """Descriptor fields from the spec and lock, config fields from the planner's facts where it recorded
-    them (the bundle manifest's ``plan``) and the lock's chosen quantization."""
+    them (the lock's ``facts``, the bundle manifest's ``plan``) and the lock's chosen quantization."""
     model = dict(lock.get("model") or {})
-    plan = dict(plan or {})
+    plan = {**(lock.get("facts") or {}), **{k: v for k, v in dict(plan or {}).items() if v is not None}}
     params = plan.get("param_count")
     repo, revision = model.get("repo"), model.get("commit") or model.get("revision")
     label = str(plan.get("quantization") or "") or None

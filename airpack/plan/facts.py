@@ -84,6 +84,11 @@ class ModelFacts:
     def is_gguf(self) -> bool:
         return self.weight_format == "gguf"
 
+    def summary(self) -> dict[str, Any]:
+        """What the lock records of the model itself (``Lock.facts``): the ModelPack config's source."""
+        return {"architecture": self.architecture, "param_count": self.param_count,
+                "weight_format": self.weight_format, "quantization": self.quantization.label}
+
 
 def first_of(cfg: Mapping[str, Any], *keys: str) -> Any:
     for key in keys:

@@ -75,3 +75,24 @@ def test_plan_json_has_the_documented_keys(tmp_path: Path, model_dir: Path) -> N
     assert data["fits"] is True and data["kv_bytes_per_token"] == 30 * 2 * 3 * 64 * 2  # layers*K,V*kv_heads*dim*f16
     small = CliRunner().invoke(app, ["plan", str(path), "--gpus", "0", "--vram", "0.1", "--json"])
     assert json.loads(small.stdout)["data"]["fits"] is False
+
+
+def test_the_lock_records_the_model_facts_even_without_a_memory_plan(tmp_path: Path, model_dir: Path) -> None:
+    """No target.gpu/vram: no plan, but the facts the ModelPack config is made of are known and recorded."""
+    from airpack.lock import Lock, lock_local
+    from airpack.oci.modelpack import info_from_bundle
+    from airpack.plan.spec import local_facts, size_only, verdict
+
+    spec = load_spec(_spec(tmp_path, "runtime:\n  engine: llamacpp\n  image: docker-daemon:x:1\ntarget:\n"
+                                     "  gpus: 0\n"))
+    facts = local_facts(spec, lock_local(spec, digest_of=size_only))
+    assert verdict(spec, facts)[0] is None  # memory not planned
+    summary = facts.summary()
+    assert summary == {"architecture": "llama", "param_count": summary["param_count"], "weight_format": "gguf",
+                       "quantization": "Q4_1"}
+    assert 130_000_000 < summary["param_count"] < 140_000_000
+    lock = Lock.from_dict(Lock(spec_digest="sha256:" + "0" * 64, model=lock_local(spec, digest_of=size_only),
+                               facts=summary).to_dict())
+    assert lock.facts == summary
+    info = info_from_bundle("smol", "1.0.0", None, lock.to_dict(), None)
+    assert (info.architecture, info.param_size, info.format, info.quantization) == ("llama", "135M", "gguf", "Q4_1")
