@@ -112,6 +112,9 @@ def test_push_writes_the_model_as_a_modelpack_artifact_skopeo_reads_back(
     jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(config)
     assert config["descriptor"]["name"] == "test-model" and config["descriptor"]["version"] == "1.0.0"
     assert config["modelfs"]["diffIds"] == [ly["digest"] for ly in manifest["layers"]]
+    # the planner's facts, recorded in the lock even without a memory plan (target.gpu/vram not given)
+    assert config["config"]["architecture"] == "LlamaForCausalLM" and config["config"]["format"] == "safetensors"
+    assert config["config"]["paramSize"][-1] in "KMB"
     tagged = json.loads(_skopeo("inspect", "--tls-verify=false", "--raw",
                                 f"docker://{internal.host}/site/test-model:1.0.0"))
     assert tagged == manifest  # tagged with the bundle version
