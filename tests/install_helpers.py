@@ -57,6 +57,13 @@ def cli(env: dict[str, str], *args: str, timeout: float = 300) -> tuple[int, dic
         raise AssertionError(f"no JSON from airpack {args}: {out.stdout}\n{out.stderr}") from None
 
 
+def cli_data(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """``airpack ARGS --json`` that must succeed: its ``data``."""
+    code, out = cli(env, *args)
+    assert code == 0, out
+    return dict(out["data"])
+
+
 def write_spec(root: Path, name: str, image: str, *, version: str = "1.0.0", context: int = 2048,
                args: list[str] | None = None) -> Path:
     """A CPU llama.cpp spec for SmolLM2 in ``root/<name>-<version>/`` (the weights hardlinked, not copied)."""

@@ -22,6 +22,7 @@ import yaml
 from airpack.bundle_layout import MODEL_DIR
 from tests.conftest import safetensors_bytes
 from tests.dockerenv import Registry, make_image, push_image, start_registry
+from tests.install_helpers import cli_data
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -61,13 +62,6 @@ def bundle(registries: tuple[Registry, Registry], built_bundle, keys, tmp_path_f
     return built_bundle(model, key=keys.ecdsa, runtime=runtime, deploy=["kubernetes"])
 
 
-def _cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    r = subprocess.run([sys.executable, "-m", "airpack", *args, "--json"], capture_output=True, text=True, env=env,
-                       timeout=240, check=False)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return dict(json.loads(r.stdout)["data"])
-
-
 def _skopeo(*args: str) -> str:
     return subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120, check=True).stdout
 
@@ -75,7 +69,7 @@ def _skopeo(*args: str) -> str:
 @pytest.fixture(scope="module")
 def pushed(bundle: Path, registries: tuple[Registry, Registry], keys, env: dict[str, str]) -> dict[str, Any]:
     _, internal = registries
-    return _cli(env, "push", str(bundle), "--key", str(keys.ecdsa.pub), "--registry", f"{internal.host}/site")
+    return cli_data(env, "push", str(bundle), "--key", str(keys.ecdsa.pub), "--registry", f"{internal.host}/site")
 
 
 def test_push_writes_the_model_as_a_modelpack_artifact_skopeo_reads_back(
@@ -124,7 +118,7 @@ def test_push_again_is_a_no_op_with_the_same_references(
         pushed: dict[str, Any], bundle: Path, registries: tuple[Registry, Registry], keys,
         env: dict[str, str]) -> None:
     _, internal = registries
-    again = _cli(env, "push", str(bundle), "--key", str(keys.ecdsa.pub), "--registry", f"{internal.host}/site")
+    again = cli_data(env, "push", str(bundle), "--key", str(keys.ecdsa.pub), "--registry", f"{internal.host}/site")
     assert (again["images"], again["model"]) == (pushed["images"], pushed["model"])
 
 
@@ -133,7 +127,7 @@ def test_every_image_the_kubernetes_manifests_name_is_in_the_registry_after_push
         tmp_path: Path) -> None:
     upstream, internal = registries
     prefix = tmp_path / "k8s"
-    data = _cli({**env, "PATH": str(Path(sys.executable).parent)}, "install", str(bundle), "--key",
+    data = cli_data({**env, "PATH": str(Path(sys.executable).parent)}, "install", str(bundle), "--key",
                 str(keys.ecdsa.pub), "--prefix", str(prefix), "--target", "kubernetes", "--registry",
                 f"{internal.host}/site", "--no-api-key")
     assert data["applied"] is False and data["weights"] == "image-volume"

@@ -283,6 +283,11 @@ def test_kubernetes_versions_and_rollback_commands(life: Life) -> None:
     assert [(e["action"], e["version"]) for e in audit_lines(prefix) if e["action"] != "verify"] == [
         ("install", "1.0.0"), ("upgrade", "1.1.0"), ("rollback", "1.0.0"), ("rollback", "1.1.0")]
 
+    again = install("1.1.0", "--weights", "host-path")  # the same version, now read from this node
+    assert again["versionId"] == vid2 and any((prefix / "versions" / vid2 / "model").iterdir())
+    assert str(prefix / "versions" / vid2 / "model") in (prefix / "versions" / vid2 / "deploy/kubernetes/"
+                                                         "deployment.yaml").read_text()
+
     # Uninstall needs no Docker engine and, without kubectl, deletes nothing in the cluster: it gives the commands.
     no_docker = {**env, "DOCKER_HOST": f"unix://{life.root}/no-such-docker.sock"}
     rc, one = cli(no_docker, "uninstall", "--prefix", str(prefix), "--version", "1.0.0")

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +38,7 @@ from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     sha256,
     start_registry,
 )
+from tests.install_helpers import cli_data
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -121,20 +121,13 @@ def bundle(registries: tuple[Registry, Registry], built_bundle, keys, tmp_path_f
     return built_bundle(model, key=keys.ecdsa, runtime=runtime, deploy=["kubernetes"])
 
 
-def _cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    r = subprocess.run([sys.executable, "-m", "airpack", *args, "--json"], capture_output=True, text=True, env=env,
-                       timeout=240, check=False)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return dict(json.loads(r.stdout)["data"])
-
-
 def _skopeo(*args: str) -> bytes:
     return subprocess.run(["skopeo", *args], capture_output=True, timeout=120, check=True).stdout
 
 
 @pytest.fixture(scope="module")
 def pushed(bundle: Path, proxy: FaultProxy, keys, env: dict[str, str]) -> dict[str, Any]:
-    data = _cli(env, "push", str(bundle), "--key", str(keys.ecdsa.pub), "--registry", f"{proxy.host}/site",
+    data = cli_data(env, "push", str(bundle), "--key", str(keys.ecdsa.pub), "--registry", f"{proxy.host}/site",
                 "--weights-image")
     return {**data, "log": list(proxy.log)}
 
@@ -245,7 +238,7 @@ def test_the_rendered_init_container_names_the_pushed_image_and_copies_with_its_
     ``command`` run as Kubernetes would, replacing the entrypoint) copies every file and checks it."""
     _, internal = registries
     out = tmp_path / "rendered"
-    _cli(env, "render", str(bundle), "--key", str(keys.ecdsa.pub), "--target", "kubernetes", "--registry",
+    cli_data(env, "render", str(bundle), "--key", str(keys.ecdsa.pub), "--target", "kubernetes", "--registry",
          f"{proxy.host}/site", "--weights", "init-copy", "--no-api-key", "--out", str(out))
     deployment = yaml.safe_load((out / "kubernetes" / "deployment.yaml").read_bytes())
     pod = deployment["spec"]["template"]["spec"]

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from airpack._fs import atomic_write_bytes
+from airpack.bundle_layout import MODEL_DIR
 from airpack.errors import AirpackError, InstallError
 from airpack.install import host, versions
 from airpack.install.doctor import DoctorReport
@@ -122,13 +123,15 @@ class Kubernetes:
         check_images(plan.rendered, str(plan.params.registry), plan.verified.manifest.images,
                      also=[f"{plan.params.registry}/{model_repository('', plan.ctx.name)}@{d}"
                            for d in (plan.params.weights_digest,) if d])
-        if versions.read_version(plan.prefix, plan.vid) is None:
+        # The nodes read the weights here only with host-path; otherwise from the site registry. A version
+        # installed before without them (image-volume) gets them when it is installed again with host-path.
+        host_path = plan.params.weights == "host-path"
+        folder = versions.version_dir(plan.prefix, plan.vid)
+        if versions.read_version(plan.prefix, plan.vid) is None or (host_path and not (folder / MODEL_DIR).is_dir()):
             versions.clean_partials(plan.prefix)
-            # The nodes read the weights here only with host-path; otherwise from the site registry.
-            versions.stage(plan.prefix, plan.vid, plan.verified, plan.rendered, reporter,
-                           weights=plan.params.weights == "host-path")
+            versions.stage(plan.prefix, plan.vid, plan.verified, plan.rendered, reporter, weights=host_path)
         else:
-            host.write_deploy(versions.version_dir(plan.prefix, plan.vid), plan.rendered)
+            host.write_deploy(folder, plan.rendered)
         return []
 
     def start(self, plan: Plan, tags: list[str], key_file: Path | None, client: Any,
