@@ -9,15 +9,22 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airpack._fs import read_capped
 from airpack.bundle_layout import Entry, Manifest
 from airpack.errors import InstallError, VerificationError
 from airpack.hashing import sha256_bytes
-from airpack.install import host, targets
-from airpack.render import TRIAL_DIGEST, default_host_params, host_diff
+from airpack.install import host, targets, versions
+from airpack.install.images import weights_params
+from airpack.profiles.context import DeployContext
+from airpack.render import TRIAL_DIGEST, HostParams, default_host_params, host_diff
 from airpack.signing import PublicKey
 from airpack.spec_kubernetes import signed_weights_mode
+
+if TYPE_CHECKING:
+    from airpack.install.targets.base import Target
+    from airpack.verify import VerifiedBundle
 
 MAX_DEPLOY_FILE = 16 * 1024 * 1024
 
@@ -66,3 +73,15 @@ def bundle_deploy_diff(bundle: Path, keys: Sequence[PublicKey]) -> dict[str, str
             )
             out[name] = host_diff(chosen, params, base)
     return out
+
+
+def host_params(verified: VerifiedBundle, ctx: DeployContext, target: Target, prefix: Path, *, port: int,
+                bind: str, network: str, registry: str | None, api_key: bool, gpus: int | None = None,
+                weights: str | None = None) -> HostParams:
+    """The host parameters an install at ``prefix`` renders this bundle's deploy files with (render uses the
+    same): the version's folder, the key file under the prefix, and how Kubernetes pods get the weights."""
+    vid = versions.version_id(verified.manifest.version, verified.sums_sha256)
+    return HostParams(prefix=str(versions.version_dir(prefix, vid)), port=port, bind=bind,
+                      gpus=ctx.gpus if gpus is None else gpus, network=network, registry=registry,
+                      api_key_file=str(prefix / host.API_KEY_FILE) if api_key else None,
+                      **weights_params(verified, target, weights or ctx.kubernetes.weights))

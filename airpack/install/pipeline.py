@@ -23,10 +23,9 @@ from typing import Any
 from airpack.deploy import deploy_context
 from airpack.errors import AirpackError, HealthError, RefusedError
 from airpack.install import audit, engine, host, lifecycle, model_update, targets, versions
-from airpack.install.deploy_files import signed_deploy
+from airpack.install.deploy_files import host_params, signed_deploy
 from airpack.install.doctor import DoctorReport, doctor, failed_checks
 from airpack.install.flags import check_api_key
-from airpack.install.images import weights_params
 from airpack.install.options import InstallOptions
 from airpack.install.remove import prune
 from airpack.install.results import InstallResult
@@ -34,7 +33,7 @@ from airpack.install.targets import common
 from airpack.install.targets.base import Done, Plan, Target
 from airpack.install.versions import Pending, Record
 from airpack.progress import Event, Reporter, Silent
-from airpack.render import HostParams, default_host_params, host_diff, render_host
+from airpack.render import default_host_params, host_diff, render_host
 from airpack.spec import parse_spec
 from airpack.verify import VerifiedBundle
 
@@ -81,10 +80,9 @@ def _plan(verified: VerifiedBundle, options: InstallOptions, target: Target, pre
     m = verified.manifest
     vid = versions.version_id(m.version, verified.sums_sha256)
     ctx = deploy_context(rt.spec, rt.lock, rt.images)
-    params = HostParams(prefix=str(versions.version_dir(prefix, vid)), port=options.port, bind=options.bind,
-                        gpus=rt.spec.target.gpus, network=options.network, registry=options.registry,
-                        api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None,
-                        **weights_params(verified, target, options.weights or ctx.kubernetes.weights))
+    params = host_params(verified, ctx, target, prefix, port=options.port, bind=options.bind,
+                         network=options.network, registry=options.registry, api_key=options.api_key,
+                         weights=options.weights)
     check_api_key(ctx, options.api_key)
     chosen = target.deploy_files(signed_deploy(verified.path, m))
     diff = ""

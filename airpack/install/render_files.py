@@ -20,11 +20,10 @@ from typing import Any
 from airpack._fs import atomic_write_bytes, fsync_dir
 from airpack.deploy import deploy_context
 from airpack.errors import RefusedError, UsageError
-from airpack.install import host, model_update, targets, versions
-from airpack.install.deploy_files import signed_deploy
+from airpack.install import host, model_update, targets
+from airpack.install.deploy_files import host_params, signed_deploy
 from airpack.install.flags import check_api_key, check_install_flags
-from airpack.install.images import weights_params
-from airpack.render import HostParams, render_host
+from airpack.render import render_host
 from airpack.verify import VerifiedBundle
 
 HELM = "helm"  # render only: a chart whose templates are the kubernetes target's files
@@ -61,7 +60,6 @@ class RenderOptions:
                              hint="the registry 'airpack push' put the images in")
         check_out(self.out)
 
-
     @property
     def install_target(self) -> str:
         """The install target whose files are rendered (a Helm chart is made of the kubernetes files)."""
@@ -88,7 +86,6 @@ class RenderResult:
                 "apiKeyFile": self.api_key_file}
 
 
-
 def check_out(out: Path) -> None:
     """``out`` must be new or an empty folder (exit 2 otherwise): render never mixes its files with others."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
@@ -105,13 +102,10 @@ def render_files(verified: VerifiedBundle, options: RenderOptions) -> dict[str, 
     ctx = deploy_context(rt.spec, rt.lock, rt.images)
     check_api_key(ctx, options.api_key, verb="render")
     prefix = (options.prefix or DEFAULT_ROOT / m.name).absolute()
-    vid = versions.version_id(m.version, verified.sums_sha256)
     target = targets.get(options.install_target)
-    params = HostParams(prefix=str(versions.version_dir(prefix, vid)), port=options.port, bind=options.bind,
-                        gpus=rt.spec.target.gpus if options.gpus is None else options.gpus, network=options.network,
-                        registry=options.registry,
-                        api_key_file=str(prefix / host.API_KEY_FILE) if options.api_key else None,
-                        **weights_params(verified, target, options.weights or ctx.kubernetes.weights))
+    params = host_params(verified, ctx, target, prefix, port=options.port, bind=options.bind, network=options.network,
+                         registry=options.registry, api_key=options.api_key, gpus=options.gpus,
+                         weights=options.weights)
     chosen = target.deploy_files(signed_deploy(verified.path, m))
     if options.target == HELM:
         from airpack.install.helm_chart import ChartInputs, chart  # noqa: PLC0415
