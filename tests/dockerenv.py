@@ -747,3 +747,20 @@ __all__ = [
     "start_registry",
     "upstream_registry",
 ]
+
+
+@contextlib.contextmanager
+def registry_pair(tmp_factory: Any, tag: str) -> Iterator[tuple[Registry, Registry]]:
+    """An "upstream" registry (where images come from) and an "internal" one (the site's), stopped after."""
+    upstream = start_registry(tmp_factory.mktemp(f"{tag}-up"), "upstream")
+    internal = start_registry(tmp_factory.mktemp(f"{tag}-in"), "internal")
+    try:
+        yield upstream, internal
+    finally:
+        upstream.stop()
+        internal.stop()
+
+
+def direct_env() -> dict[str, str]:
+    """This environment without proxy settings: the CLI talks to the loopback registries directly."""
+    return {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import yaml
 
 from airpack.bundle_layout import MODEL_DIR
 from tests.conftest import safetensors_bytes
-from tests.dockerenv import Registry, make_image, push_image, start_registry
+from tests.dockerenv import Registry, direct_env, make_image, push_image, registry_pair
 from tests.install_helpers import cli_data
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -33,16 +32,13 @@ SCHEMA = Path(__file__).resolve().parents[1] / "data" / "modelpack" / "config-sc
 
 @pytest.fixture(scope="module")
 def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Registry]]:
-    upstream = start_registry(tmp_path_factory.mktemp("site-up"), "upstream")
-    internal = start_registry(tmp_path_factory.mktemp("site-in"), "internal")
-    yield upstream, internal
-    upstream.stop()
-    internal.stop()
+    with registry_pair(tmp_path_factory, "site") as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
 def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
+    return direct_env()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -33,10 +32,11 @@ from tests.dockerenv import (  # noqa: F401 - fixtures are used by name
     FaultProxy,
     MadeImage,
     Registry,
+    direct_env,
     docker_engine,
     push_image,
+    registry_pair,
     sha256,
-    start_registry,
 )
 from tests.install_helpers import cli_data
 
@@ -84,11 +84,8 @@ def busybox_image() -> MadeImage:
 
 @pytest.fixture(scope="module")
 def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Registry]]:
-    upstream = start_registry(tmp_path_factory.mktemp("wi-up"), "upstream")
-    internal = start_registry(tmp_path_factory.mktemp("wi-in"), "internal")
-    yield upstream, internal
-    upstream.stop()
-    internal.stop()
+    with registry_pair(tmp_path_factory, "wi") as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +98,7 @@ def proxy(registries: tuple[Registry, Registry]) -> Iterator[FaultProxy]:
 
 @pytest.fixture(scope="module")
 def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
+    return direct_env()
 
 
 @pytest.fixture(scope="module")
